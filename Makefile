@@ -1,0 +1,34 @@
+# One-command set-up: `make install` creates .venv; `make demo` and `make test` depend on it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= deployments/demo.yaml
+
+.PHONY: install demo test lint data clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned to 2.13.0 in pyproject.toml: a CPU machine installs the CPU build, not CUDA wheels.
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m flows.prepare_data --config $(CONFIG) --summary-out .tunegate/summary.json
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Regenerate the committed demo dataset (seeded: the same bytes every time).
+data: install
+	$(BIN)/python demo/make_support_dataset.py
+
+clean:
+	rm -rf .tunegate .pytest_cache

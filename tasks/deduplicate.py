@@ -1,0 +1,137 @@
+"""Deduplicate: drop exact duplicates (normalized-text hash), then near duplicates (MinHash + LSH).
+
+Reads the validated rows; writes `<home>/data/dedup-<key>/kept.parquet` (the first row of every
+cluster) and `duplicates.parquet` (every dropped row with the id of the row it duplicates, the row it
+matched directly, the Jaccard similarity and whether the match was exact or near).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from pydantic import BaseModel
+
+from tunegate.caching import stage_cache_policy
+from tunegate.config import DedupConfig
+from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.near_duplicates import cluster_first_members, shingle_sets, similar_pairs
+from tunegate.refs import TableRef, write_table
+
+DUPLICATE_COLUMNS = ["row_id", "source", "source_line", "kind", "duplicate_of", "matched_row_id", "similarity"]
+
+
+class DedupResult(BaseModel):
+    """What deduplication kept and dropped."""
+
+    kept: TableRef
+    duplicates: TableRef
+    exact_duplicates: int
+    near_duplicates: int
+
+
+@task(cache_policy=stage_cache_policy())
+def deduplicate_rows(valid: TableRef, dedup: DedupConfig, home: str) -> DedupResult:
+    """Keep the first row of each exact or near-duplicate cluster; record every dropped row."""
+    out_dir = Path(home) / "data" / f"dedup-{combine(valid.fingerprint, fingerprint_value(dedup))[:16]}"
+    rows = valid.read()
+    text = comparison_text(rows, dedup.fields)
+    exact_first = first_row_with_same_key(normalized_text_keys(text))
+    exact_dropped = np.flatnonzero(exact_first != np.arange(len(rows)))
+    unique_rows = np.flatnonzero(exact_first == np.arange(len(rows)))
+    near_first, near_matched, near_similarity = near_duplicate_matches(text.iloc[unique_rows].tolist(), dedup)
+    near_dropped = np.flatnonzero(near_first != np.arange(len(unique_rows)))
+    duplicates = pd.concat(
+        [
+            duplicate_records(
+                rows, exact_dropped, exact_first[exact_dropped], exact_first[exact_dropped], 1.0, "exact"
+            ),
+            duplicate_records(
+                rows,
+                unique_rows[near_dropped],
+                unique_rows[near_first[near_dropped]],
+                unique_rows[near_matched[near_dropped]],
+                near_similarity[near_dropped],
+                "near",
+            ),
+        ],
+        ignore_index=True,
+    ).sort_values(["source", "source_line"], kind="stable")
+    dropped = np.zeros(len(rows), dtype=bool)
+    dropped[exact_dropped] = True
+    dropped[unique_rows[near_dropped]] = True
+    kept = rows.loc[~dropped].reset_index(drop=True)
+    return DedupResult(
+        kept=write_table(kept, out_dir / "kept.parquet"),
+        duplicates=write_table(duplicates.reset_index(drop=True), out_dir / "duplicates.parquet"),
+        exact_duplicates=len(exact_dropped),
+        near_duplicates=len(near_dropped),
+    )
+
+
+def comparison_text(rows: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """The text two rows are compared on: the configured canonical fields, newline-joined."""
+    parts = [rows[name].fillna("") for name in fields]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "\n" + part
+    return text
+
+
+def normalized_text_keys(text: pd.Series) -> np.ndarray:
+    """64-bit hash of each text after NFKC, case folding and whitespace collapsing."""
+    normalized = text.str.normalize("NFKC").str.casefold().str.replace(r"\s+", " ", regex=True).str.strip()
+    return pd.util.hash_array(normalized.to_numpy(dtype=object))
+
+
+def first_row_with_same_key(keys: np.ndarray) -> np.ndarray:
+    """For each row, the index of the first row with the same key (itself when it is the first)."""
+    _, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first_index[inverse]
+
+
+def near_duplicate_matches(texts: list[str], dedup: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: first row of its near-duplicate cluster, its lowest-index matching row, their Jaccard.
+
+    A row with no match has itself as both, and similarity 1.0.
+    """
+    sets = shingle_sets(texts, dedup.shingle_words)
+    pairs = similar_pairs(sets, dedup.threshold, dedup.num_perm, dedup.seed)
+    both_ways = pd.DataFrame(
+        {
+            "row": np.concatenate([pairs.left, pairs.right]),
+            "partner": np.concatenate([pairs.right, pairs.left]),
+            "similarity": np.concatenate([pairs.jaccard, pairs.jaccard]),
+        }
+    )
+    lowest = both_ways.sort_values(["row", "partner"]).drop_duplicates("row", keep="first")
+    matched, similarity = np.arange(len(texts)), np.ones(len(texts))
+    matched[lowest["row"].to_numpy()] = lowest["partner"].to_numpy()
+    similarity[lowest["row"].to_numpy()] = lowest["similarity"].to_numpy()
+    return cluster_first_members(pairs, len(texts)), matched, similarity
+
+
+def duplicate_records(
+    rows: pd.DataFrame,
+    dropped: np.ndarray,
+    duplicate_of: np.ndarray,
+    matched: np.ndarray,
+    similarity: np.ndarray | float,
+    kind: str,
+) -> pd.DataFrame:
+    """One record per dropped row; `duplicate_of` and `matched` are row positions aligned with `dropped`."""
+    row_ids = rows["row_id"].to_numpy()
+    return pd.DataFrame(
+        {
+            "row_id": row_ids[dropped],
+            "source": rows["source"].to_numpy()[dropped],
+            "source_line": rows["source_line"].to_numpy()[dropped],
+            "kind": kind,
+            "duplicate_of": row_ids[duplicate_of],
+            "matched_row_id": row_ids[matched],
+            "similarity": np.broadcast_to(similarity, len(dropped)).astype(float),
+        },
+        columns=DUPLICATE_COLUMNS,
+    )

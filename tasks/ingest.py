@@ -1,0 +1,355 @@
+"""Ingest: read raw instruction data in any common format into one canonical Parquet table.
+
+Reads each configured source (JSONL, JSON array, CSV, Parquet; local path or fsspec URL), maps
+columns, detects the record shape and writes `<home>/data/ingest-<key>/canonical.parquet` with the
+columns of CANONICAL_COLUMNS, plus `rejected.jsonl` for records that could not be read (a bad JSON
+line, a wrong-typed field, a CSV row with the wrong number of fields). File-level problems (missing,
+empty, not UTF-8, unknown format, no usable column) raise InputError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import fsspec
+import pandas as pd
+from prefect import task
+from pydantic import BaseModel
+
+from tunegate.caching import stage_cache_policy
+from tunegate.config import SourceConfig
+from tunegate.errors import InputError
+from tunegate.fingerprint import combine, fingerprint_bytes, fingerprint_value
+from tunegate.refs import TableRef, write_table
+from tunegate.retrying import RETRY_DELAYS_SECONDS, retry_unless_input_error
+
+CANONICAL_COLUMNS = ["row_id", "source", "source_line", "shape", "labelled", "prompt", "completion", "messages", "raw"]
+EXTENSION_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+# Shape detection looks at field names in this order; the first match wins.
+SHAPE_FIELDS = {"chat": ("messages",), "alpaca": ("instruction",), "prompt_completion": ("prompt",), "text": ("text",)}
+SHAPE_REQUIRED = {
+    "chat": ("messages",),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+KNOWN_SHAPES_HINT = "messages | instruction+output | prompt+completion | text"
+
+
+class SourceFingerprint(BaseModel):
+    """A data source pinned to its content."""
+
+    path: str
+    fingerprint: str
+    bytes: int
+
+
+class IngestResult(BaseModel):
+    """What ingest wrote."""
+
+    canonical: TableRef
+    rejected_path: str
+    rows_read: int
+    rejected: int
+    per_source: dict[str, int]
+
+
+@dataclass
+class RawRecord:
+    """One record as read from a file, before canonicalization."""
+
+    line: int
+    fields: dict[str, Any] | None
+    raw: str
+    problem: str | None = None
+
+
+def open_source_bytes(path: str) -> bytes:
+    """Read a whole source through fsspec; a missing or unreadable location is a one-line InputError."""
+    try:
+        with fsspec.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, expected a data file") from exc
+    except (ValueError, ImportError) as exc:
+        raise InputError(f"{path}: cannot open this URL ({exc})") from exc
+
+
+@task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=retry_unless_input_error)
+def fingerprint_sources(sources: list[SourceConfig]) -> list[SourceFingerprint]:
+    """Fingerprint each source's bytes: the cache key of everything downstream."""
+    pinned = []
+    for source in sources:
+        content = open_source_bytes(source.path)
+        pinned.append(SourceFingerprint(path=source.path, fingerprint=fingerprint_bytes([content]), bytes=len(content)))
+    return pinned
+
+
+@task(
+    cache_policy=stage_cache_policy(),
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS_SECONDS,
+    retry_condition_fn=retry_unless_input_error,
+)
+def ingest_sources(sources: list[SourceConfig], pinned: list[SourceFingerprint], home: str) -> IngestResult:
+    """Read every source into one canonical table; unreadable records go to rejected.jsonl."""
+    key = combine(fingerprint_value([p.model_dump() for p in pinned]), fingerprint_value(sources))[:16]
+    out_dir = Path(home) / "data" / f"ingest-{key}"
+    row_ids = source_row_id_prefixes(sources)
+    canonical_parts, rejected, per_source = [], [], {}
+    for source, prefix, pin in zip(sources, row_ids, pinned, strict=True):
+        content = open_source_bytes(source.path)
+        if fingerprint_bytes([content]) != pin.fingerprint:
+            raise OSError(f"{source.path}: changed while the pipeline was reading it; retrying")
+        records = list(read_records(source, content))
+        rows, bad = canonicalize_records(records, source, prefix)
+        canonical_parts.append(rows)
+        rejected.extend(bad)
+        per_source[source.path] = len(records)
+    canonical = pd.DataFrame([row for part in canonical_parts for row in part], columns=CANONICAL_COLUMNS)
+    canonical["source_line"] = canonical["source_line"].astype("int64")
+    table = write_table(canonical, out_dir / "canonical.parquet")
+    rejected_path = write_jsonl(rejected, out_dir / "rejected.jsonl")
+    return IngestResult(
+        canonical=table,
+        rejected_path=str(rejected_path),
+        rows_read=sum(per_source.values()),
+        rejected=len(rejected),
+        per_source=per_source,
+    )
+
+
+def source_row_id_prefixes(sources: list[SourceConfig]) -> list[str]:
+    """Row ids read `<file name>:<line>`; files that share a name are told apart by their position."""
+    names = [PurePosixPath(s.path.rstrip("/")).name for s in sources]
+    return [name if names.count(name) == 1 else f"{index}.{name}" for index, name in enumerate(names)]
+
+
+def detect_format(source: SourceConfig) -> str:
+    if source.format != "auto":
+        return source.format
+    suffix = PurePosixPath(source.path.split("?", 1)[0]).suffix.lower()
+    if suffix not in EXTENSION_FORMATS:
+        raise InputError(
+            f"{source.path}: unknown format {suffix or '(no extension)'!r}; expected one of "
+            f"{', '.join(EXTENSION_FORMATS)} or set format: jsonl|json|csv|parquet"
+        )
+    return EXTENSION_FORMATS[suffix]
+
+
+def read_records(source: SourceConfig, content: bytes) -> Iterator[RawRecord]:
+    """Yield the records of one file with their line (or record/row) number."""
+    file_format = detect_format(source)
+    if not content.strip():
+        raise InputError(f"{source.path}: empty file, expected at least one record")
+    if file_format == "parquet":
+        yield from read_parquet_records(source.path, content)
+        return
+    text = decode_utf8(source.path, content)
+    reader = {"jsonl": read_jsonl_records, "json": read_json_array_records, "csv": read_csv_records}[file_format]
+    yield from reader(source, text)
+
+
+def decode_utf8(path: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{content[exc.start]:02x}); expected UTF-8 text"
+        ) from exc
+
+
+def read_jsonl_records(source: SourceConfig, text: str) -> Iterator[RawRecord]:
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(line_number, None, line, f"invalid JSON at column {exc.colno}: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield RawRecord(line_number, None, line, f"expected a JSON object, got {type(value).__name__}")
+            continue
+        yield RawRecord(line_number, value, line)
+
+
+def read_json_array_records(source: SourceConfig, text: str) -> Iterator[RawRecord]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source.path}: line {exc.lineno}: invalid JSON ({exc.msg}); expected a JSON array of records"
+        ) from exc
+    if not isinstance(document, list):
+        raise InputError(
+            f"{source.path}: line 1: expected a JSON array of records, got a {type(document).__name__}"
+            " (one object per line? use the .jsonl extension or format: jsonl)"
+        )
+    for index, value in enumerate(document, start=1):
+        raw = json.dumps(value, ensure_ascii=False)
+        if not isinstance(value, dict):
+            yield RawRecord(index, None, raw, f"record {index}: expected a JSON object, got {type(value).__name__}")
+        else:
+            yield RawRecord(index, value, raw)
+
+
+def read_csv_records(source: SourceConfig, text: str) -> Iterator[RawRecord]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader)
+    check_csv_header(source, header)
+    line_start = reader.line_num + 1
+    for values in reader:
+        line = line_start
+        line_start = reader.line_num + 1
+        if not values:
+            continue
+        raw = json.dumps(values, ensure_ascii=False)
+        if len(values) != len(header):
+            problem = f"expected {len(header)} fields ({', '.join(header)}), got {len(values)}"
+            yield RawRecord(line, None, raw, problem)
+            continue
+        yield RawRecord(line, dict(zip(header, values, strict=True)), raw)
+
+
+def check_csv_header(source: SourceConfig, header: list[str]) -> None:
+    """A CSV's columns are known up front, so a missing required column is a file-level error."""
+    mapped = [source.columns.get(name, name) for name in header]
+    shape = source.shape if source.shape != "auto" else detect_shape(dict.fromkeys(mapped, ""))
+    if shape is None:
+        raise InputError(
+            f"{source.path}: line 1 (header): columns {header} match no record shape; expected "
+            f"{KNOWN_SHAPES_HINT}, or map your columns with `columns:` (e.g. text: prompt, category: completion)"
+        )
+    missing = [name for name in SHAPE_REQUIRED[shape] if name not in mapped]
+    if missing:
+        raise InputError(
+            f"{source.path}: line 1 (header): missing column {missing[0]!r} for shape {shape}; "
+            f"found {header} (mapping {source.columns or 'none'})"
+        )
+
+
+def read_parquet_records(path: str, content: bytes) -> Iterator[RawRecord]:
+    try:
+        frame = pd.read_parquet(io.BytesIO(content))
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    if frame.empty:
+        raise InputError(f"{path}: empty file, expected at least one record")
+    for index, record in enumerate(frame.to_dict("records"), start=1):
+        fields = {k: to_plain(v) for k, v in record.items()}
+        yield RawRecord(index, fields, json.dumps(fields, ensure_ascii=False, default=str))
+
+
+def to_plain(value: Any) -> Any:
+    """Parquet lists arrive as numpy arrays; turn them back into lists so shapes are checked uniformly."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def detect_shape(fields: dict[str, Any]) -> str | None:
+    for shape, keys in SHAPE_FIELDS.items():
+        if all(key in fields for key in keys):
+            return shape
+    return None
+
+
+def canonicalize_records(
+    records: list[RawRecord], source: SourceConfig, prefix: str
+) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    """Turn raw records into canonical rows; every record lands in exactly one of the two lists."""
+    rows, rejected = [], []
+    known_shape_seen = False
+    for record in records:
+        if record.problem is not None:
+            rejected.append(rejection(source.path, prefix, record, record.problem))
+            continue
+        fields = {source.columns.get(k, k): v for k, v in record.fields.items()}
+        shape = source.shape if source.shape != "auto" else detect_shape(fields)
+        if shape is None:
+            rejected.append(rejection(source.path, prefix, record, unknown_shape_message(fields)))
+            continue
+        known_shape_seen = True
+        problem, canonical = canonical_fields(shape, fields)
+        if problem:
+            rejected.append(rejection(source.path, prefix, record, problem))
+            continue
+        row_id = f"{prefix}:{record.line}"
+        rows.append([row_id, source.path, record.line, shape, source.labelled, *canonical, record.raw])
+    readable = [r for r in records if r.fields is not None]
+    if readable and not known_shape_seen:
+        # Not one record has a known shape: the file, not a record, is wrong (or needs a mapping).
+        raise InputError(f"{source.path}: line {readable[0].line}: {unknown_shape_message(readable[0].fields)}")
+    return rows, rejected
+
+
+def unknown_shape_message(fields: dict[str, Any]) -> str:
+    return (
+        f"record of unknown shape with fields {sorted(fields)}; expected {KNOWN_SHAPES_HINT}"
+        " (map other names with `columns:`)"
+    )
+
+
+def rejection(path: str, prefix: str, record: RawRecord, problem: str) -> dict[str, Any]:
+    return {
+        "row_id": f"{prefix}:{record.line}",
+        "source": path,
+        "source_line": record.line,
+        "stage": "ingest",
+        "checks": [problem],
+        "raw": record.raw,
+    }
+
+
+def canonical_fields(shape: str, fields: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """(problem, [prompt, completion, messages]) for one record of a known shape."""
+    for name in ("instruction", "input", "output", "prompt", "completion", "text"):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"field {name!r}: expected a string, got {type(value).__name__}", []
+    if shape == "alpaca":
+        instruction, extra = fields.get("instruction"), fields.get("input")
+        prompt = f"{instruction}\n\n{extra}" if instruction and extra else instruction
+        return None, [prompt, fields.get("output"), None]
+    if shape == "prompt_completion":
+        return None, [fields.get("prompt"), fields.get("completion"), None]
+    if shape == "text":
+        return None, ["", fields.get("text"), None]
+    return chat_fields(fields.get("messages"))
+
+
+def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:
+    """Chat rows keep their messages; prompt renders the turns before the last, completion is the last."""
+    if not isinstance(messages, list) or not messages:
+        return "field 'messages': expected a non-empty list of {role, content} objects", []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not {"role", "content"} <= set(message):
+            return f"field 'messages[{index}]': expected an object with role and content", []
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                kind = type(message[key]).__name__
+                return f"field 'messages[{index}].{key}': expected a string, got {kind}", []
+    turns = [{"role": m["role"], "content": m["content"]} for m in messages]
+    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in turns[:-1])
+    completion = turns[-1]["content"] if turns[-1]["role"] == "assistant" else None
+    return None, [prompt, completion, turns]
+
+
+def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(path)
+    return path

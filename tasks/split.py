@@ -1,0 +1,104 @@
+"""Split: deterministic, label-stratified train/val/test split that keeps near-duplicate clusters together.
+
+Reads the deduplicated rows; writes `<home>/data/split-<key>/{train,val,test}.parquet`. Rows are
+grouped by near-duplicate clusters (a fresh MinHash draw, so pairs the dedup draw missed still stay
+in one split), groups are assigned per stratum (the label for labelled rows, the record shape
+otherwise) with a seed derived from the split seed and the stratum name, and afterwards every
+val/test row is checked for a near duplicate in train; that count is reported and must be 0.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from pydantic import BaseModel
+
+from tasks.deduplicate import comparison_text
+from tunegate.caching import stage_cache_policy
+from tunegate.config import DedupConfig, SplitConfig
+from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.near_duplicates import ShingleSets, cluster_first_members, shingle_sets, similar_pairs
+from tunegate.refs import TableRef, write_table
+
+SPLITS = ("train", "val", "test")
+# Independent MinHash draws for grouping and for the leakage check: offsets from the dedup seed.
+GROUPING_SEED_OFFSET, LEAKAGE_SEED_OFFSET = 1, 2
+
+
+class SplitResult(BaseModel):
+    """The three splits and the leakage check."""
+
+    train: TableRef
+    val: TableRef
+    test: TableRef
+    test_train_near_duplicates: int
+    groups_with_several_rows: int
+
+
+@task(cache_policy=stage_cache_policy())
+def split_rows(kept: TableRef, split: SplitConfig, dedup: DedupConfig, home: str) -> SplitResult:
+    """Assign every kept row to exactly one split; check no val/test row has a near duplicate in train."""
+    out_dir = Path(home) / "data" / f"split-{combine(kept.fingerprint, fingerprint_value([split, dedup]))[:16]}"
+    rows = kept.read()
+    sets = shingle_sets(comparison_text(rows, dedup.fields).tolist(), dedup.shingle_words)
+    pairs = similar_pairs(sets, dedup.threshold, dedup.num_perm, dedup.seed + GROUPING_SEED_OFFSET)
+    groups = cluster_first_members(pairs, len(rows))
+    assignment = assign_groups(groups, strata(rows), split)
+    leaks = rows_with_near_duplicate_in_train(sets, assignment, dedup)
+    written = {
+        name: write_table(rows.loc[assignment == name].reset_index(drop=True), out_dir / f"{name}.parquet")
+        for name in SPLITS
+    }
+    return SplitResult(
+        **written,
+        test_train_near_duplicates=leaks,
+        groups_with_several_rows=int((np.bincount(groups, minlength=len(rows)) > 1).sum()),
+    )
+
+
+def strata(rows: pd.DataFrame) -> np.ndarray:
+    """Stratum per row: `label:<completion>` for labelled rows, `shape:<shape>` for the others."""
+    labelled = rows["labelled"].to_numpy(dtype=bool)
+    return np.where(labelled, "label:" + rows["completion"].astype(str), "shape:" + rows["shape"].astype(str))
+
+
+def assign_groups(groups: np.ndarray, row_strata: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """Split name per row. Each group (by its first row's stratum) goes whole to one split.
+
+    Within a stratum, groups are shuffled by a generator seeded with (seed, crc32(stratum)), so a new
+    label elsewhere never reshuffles this one; groups fill test up to its quota, then val, the rest is train.
+    """
+    group_ids, row_group, group_sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    group_strata = row_strata[group_ids]
+    group_split = np.full(len(group_ids), "train", dtype=object)
+    for stratum in sorted(set(group_strata.tolist())):
+        in_stratum = np.flatnonzero(group_strata == stratum)
+        rng = np.random.default_rng([split.seed, zlib.crc32(stratum.encode())])
+        order = in_stratum[rng.permutation(len(in_stratum))]
+        rows_before = np.cumsum(group_sizes[order]) - group_sizes[order]
+        total = group_sizes[in_stratum].sum()
+        to_test = rows_before < round(total * split.test_fraction)
+        test_rows = group_sizes[order][to_test].sum()
+        to_val = ~to_test & (rows_before < test_rows + round(total * split.val_fraction))
+        group_split[order[to_test]] = "test"
+        group_split[order[to_val]] = "val"
+    return group_split[row_group]
+
+
+def rows_with_near_duplicate_in_train(sets: ShingleSets, assignment: np.ndarray, dedup: DedupConfig) -> int:
+    """Count val/test rows that have a near duplicate (Jaccard ≥ threshold) among the train rows."""
+    pairs = similar_pairs(
+        sets, dedup.threshold, dedup.num_perm, dedup.seed + LEAKAGE_SEED_OFFSET, across_groups=assignment
+    )
+    left_split, right_split = assignment[pairs.left], assignment[pairs.right]
+    held_out = np.concatenate(
+        [
+            pairs.right[(left_split == "train") & (right_split != "train")],
+            pairs.left[(right_split == "train") & (left_split != "train")],
+        ]
+    )
+    return len(np.unique(held_out))

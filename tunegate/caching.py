@@ -1,0 +1,44 @@
+"""Content-addressed task caching: the key is what a stage reads, how it is configured, and its code.
+
+Prefect's INPUTS policy would pickle pydantic references and its TASK_SOURCE policy sees only the
+task function's body; a stage's behaviour also lives in its module's helpers and in files it reads
+(the GX suites). So the key here is: sha256 of each input as JSON (references carry the content
+fingerprints of the files they point at) + sha256 of the task's module file + of any extra files.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
+
+
+@dataclass
+class StageContentPolicy(CachePolicy):
+    """Cache key = fingerprints of the inputs + the task module's source + `extra_files`' contents."""
+
+    extra_files: tuple[str, ...] = field(default_factory=tuple)
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        module_file = inspect.getsourcefile(task_ctx.task.fn)
+        parts = [f"module={fingerprint_file(module_file)}"]
+        parts += [f"file:{Path(p).name}={fingerprint_file(p)}" for p in sorted(self.extra_files)]
+        parts += [f"{name}={fingerprint_value(value)}" for name, value in sorted(inputs.items())]
+        return combine(*parts)
+
+
+def stage_cache_policy(*extra_files: str | Path) -> StageContentPolicy:
+    """Policy for a stage task; pass the files (suites, templates) whose content changes its output."""
+    return StageContentPolicy(extra_files=tuple(str(p) for p in extra_files))

@@ -1,0 +1,92 @@
+"""The command line shared by the flows: `--config`, `--set`, `--summary-out`, one-line errors.
+
+Errors the user can act on print as one line on stderr (exit 2); anything else prints its type and
+first line (exit 1). Full tracebacks and Prefect's logs go to `<home>/logs/debug.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunegate.config import PipelineConfig, load_config
+from tunegate.errors import InputError
+from tunegate.report import failed_summary
+
+DEFAULT_HOME = Path(".tunegate")
+EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
+log = logging.getLogger("tunegate")
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="pipeline config YAML, e.g. deployments/demo.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. data.dedup.threshold=0.9 (repeatable; values parse as YAML)",
+    )
+    parser.add_argument("--summary-out", type=Path, help="write the run summary JSON here, also for failed runs")
+    parser.add_argument("--verbose", action="store_true", help="also show Prefect's own logs in the terminal")
+    return parser
+
+
+def route_logs_to_debug_file(debug_log: Path, verbose: bool) -> None:
+    """Everything (Prefect's run logs, tracebacks) to the debug log; the terminal keeps our report."""
+    debug_log.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not verbose:
+        for handler in root.handlers:
+            handler.setLevel(logging.CRITICAL + 1)
+    file_handler = logging.FileHandler(debug_log, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    log.setLevel(logging.DEBUG)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_cli(
+    flow_fn: Callable[[PipelineConfig], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    description: str,
+    argv: list[str] | None = None,
+) -> int:
+    """Parse arguments, run the flow, print its report, write the summary; returns the exit code."""
+    import prefect  # noqa: F401  (sets up Prefect's logging before we re-route it)
+
+    args = build_parser(description).parse_args(argv)
+    debug_log = DEFAULT_HOME.resolve() / "logs" / "debug.log"
+    route_logs_to_debug_file(debug_log, args.verbose)
+    try:
+        config = load_config(args.config, args.overrides)
+        summary = flow_fn(config)
+    except Exception as exc:
+        log.exception("run failed")
+        message = one_line(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {one_line(exc)}"
+        print(f"error: {message}", file=sys.stderr)
+        if not isinstance(exc, InputError):
+            print(f"(traceback in {debug_log})", file=sys.stderr)
+        write_summary(args.summary_out, failed_summary(message))
+        return EXIT_INPUT_ERROR if isinstance(exc, InputError) else EXIT_FAILURE
+    print(render(summary))
+    write_summary(args.summary_out, summary)
+    return 0
+
+
+def write_summary(path: Path | None, summary: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

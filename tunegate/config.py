@@ -1,0 +1,202 @@
+"""The one typed configuration model of the pipeline.
+
+Loaded from YAML (`deployments/demo.yaml`), overridden on the command line with
+`--set data.dedup.threshold=0.9`, and used as the flows' parameter so the Prefect UI
+renders it as a form. Every field carries a description: that text is the form's help.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunegate.errors import InputError
+
+RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text"]
+FileFormat = Literal["auto", "jsonl", "json", "csv", "parquet"]
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(StrictModel):
+    path: str = Field(description="Local path or fsspec URL (s3://, gs://, https://, memory://) of one data file.")
+    format: FileFormat = Field(
+        default="auto", description="File format; `auto` picks it from the extension (.jsonl, .json, .csv, .parquet)."
+    )
+    shape: RecordShape = Field(
+        default="auto",
+        description="Record shape: alpaca (instruction/input/output), prompt_completion, chat (messages), text; "
+        "`auto` detects it per record from the field names.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map file column names to canonical ones, e.g. {text: prompt, category: completion}.",
+    )
+    labelled: bool = Field(
+        default=False,
+        description="This source's completions are class labels from task.labels: validation checks them against "
+        "the set, the split stratifies by them.",
+    )
+
+
+class ValidationConfig(StrictModel):
+    min_rows: int = Field(default=100, ge=1, description="Fewest valid rows a run may train on; fewer fails the run.")
+    max_quarantine_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Largest fraction of rows read that may be quarantined before the run fails.",
+    )
+    min_prompt_chars: int = Field(default=1, ge=0, description="Shortest prompt in characters (non-text rows).")
+    max_prompt_chars: int = Field(default=4000, ge=1, description="Longest prompt in characters.")
+    min_completion_chars: int = Field(default=1, ge=0, description="Shortest completion (target) in characters.")
+    max_completion_chars: int = Field(default=4000, ge=1, description="Longest completion (target) in characters.")
+    max_tokens: int = Field(
+        default=1024, ge=1, description="Longest prompt + completion in tokens; checked only when a tokenizer is set."
+    )
+    tokenizer: str | None = Field(
+        default=None, description="Tokenizer (local path or Hub id) for token-length checks; none skips them."
+    )
+    trust_remote_code: bool = Field(
+        default=False, description="Allow the tokenizer's own Python code to run. Off unless you trust the source."
+    )
+    data_docs: bool = Field(default=True, description="Build the Great Expectations Data Docs site for each run.")
+
+
+class DedupConfig(StrictModel):
+    threshold: float = Field(
+        default=0.85,
+        gt=0.0,
+        le=1.0,
+        description="Jaccard similarity of word shingles at which two rows are near duplicates.",
+    )
+    shingle_words: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Words per shingle. 2 suits short texts: one changed word in a 30-word ticket keeps Jaccard ~0.87.",
+    )
+    num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash permutations (signature length).")
+    fields: list[Literal["prompt", "completion"]] = Field(
+        default_factory=lambda: ["prompt", "completion"], description="Canonical fields whose text is compared."
+    )
+    seed: int = Field(default=1, description="Seed of the MinHash permutations.")
+
+
+class SplitConfig(StrictModel):
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Fraction of kept rows for validation.")
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Fraction of kept rows for the test set.")
+    seed: int = Field(default=42, description="Seed of the split: the same seed and data give the same split.")
+
+
+class DataConfig(StrictModel):
+    sources: list[SourceConfig] = Field(min_length=1, description="Data files to read; their rows are concatenated.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Data contract checks.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/val/test split.")
+
+
+class TaskConfig(StrictModel):
+    labels: list[str] | None = Field(
+        default=None,
+        description="Finite label set when the completion is a class label (classification); validation checks it, "
+        "the split stratifies by it. None for free-text tasks.",
+    )
+
+
+class PipelineConfig(StrictModel):
+    """Whole-pipeline configuration: one model, one YAML file, one Prefect parameter."""
+
+    name: str = Field(default="tunegate", description="Pipeline name; names the MLflow experiment and model.")
+    home: str = Field(
+        default=".tunegate",
+        description="Directory for stage outputs, quarantine files, Data Docs and logs (relative to the working dir).",
+    )
+    task: TaskConfig = Field(default_factory=TaskConfig, description="What the model is trained to do.")
+    data: DataConfig = Field(description="Where the data comes from and how it is checked, deduplicated and split.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return value
+
+    @model_validator(mode="after")
+    def _labelled_sources_need_labels(self) -> PipelineConfig:
+        labelled = [s.path for s in self.data.sources if s.labelled]
+        if labelled and not self.task.labels:
+            raise ValueError(f"sources {labelled} are labelled but task.labels is empty")
+        return self
+
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into its key path and a YAML-parsed value (`0.9` → float, `[a, b]` → list)."""
+    if "=" not in assignment:
+        raise InputError(f"--set {assignment!r}: expected key.path=value")
+    dotted, raw_value = assignment.split("=", 1)
+    return dotted.strip().split("."), yaml.safe_load(raw_value) if raw_value.strip() else ""
+
+
+def apply_override(document: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set `document[k1][k2]...[kn] = value`; list items are addressed by index (`data.sources.0.path`)."""
+    node: Any = document
+    for depth, key in enumerate(keys[:-1]):
+        node = _child(node, key, keys[: depth + 1])
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, keys)] = value
+    else:
+        node[last] = value
+
+
+def _child(node: Any, key: str, path: list[str]) -> Any:
+    if isinstance(node, list):
+        return node[_list_index(node, key, path)]
+    if not isinstance(node, dict):
+        raise InputError(f"--set {'.'.join(path)}: {'.'.join(path[:-1])} is not a section")
+    return node.setdefault(key, {})
+
+
+def _list_index(node: list, key: str, path: list[str]) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise InputError(f"--set {'.'.join(path)}: expected an index below {len(node)}, got {key!r}")
+    return int(key)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a YAML config, apply `key.path=value` overrides, validate; user errors become one-line InputErrors."""
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise InputError(f"{config_path}: config file not found")
+    try:
+        document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{config_path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(document, dict):
+        raise InputError(f"{config_path}: expected a mapping at the top level")
+    for assignment in overrides or []:
+        apply_override(document, *parse_override(assignment))
+    return validate_config(document, str(config_path))
+
+
+def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:
+    """Validate a config mapping; the first problem becomes a one-line error naming the field."""
+    try:
+        return PipelineConfig.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"{origin}: field {field}: {first['msg']} (got {first.get('input')!r})") from exc

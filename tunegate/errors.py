@@ -1,0 +1,17 @@
+"""Errors the user can act on. Their message is one line; tracebacks go to the debug log."""
+
+
+class InputError(Exception):
+    """The user's input is wrong: names the file, the line or row, the field and what was expected."""
+
+
+class DataContractError(InputError):
+    """The data as a whole breaks the contract: too few rows, too many quarantined rows."""
+
+
+class AccountingError(Exception):
+    """Rows were lost or double-counted between stages: a bug in the pipeline, never the user's fault."""
+
+
+class LeakageError(Exception):
+    """A val/test row has a near duplicate in train after splitting: the split is unusable."""
