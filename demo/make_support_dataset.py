@@ -34,23 +34,63 @@ MIN_WORDS_FOR_WORD_CHANGE = 36
 MAX_PROMPT_CHARS = 2000  # matches deployments/demo.yaml data.validation.max_prompt_chars
 
 PRODUCTS = [
-    "AeroBlend 3000 blender", "Nimbus wireless earbuds", "TrailPro hiking backpack", "Lumina desk lamp",
-    "Quartz smart watch", "Breeze air purifier", "Atlas standing desk", "Pixel-Go action camera",
-    "Harbor coffee grinder", "Summit rain jacket", "Echo mini speaker", "Vertex gaming mouse",
-    "Cedar cutting board set", "Nova robot vacuum", "Orbit phone stand", "Polar insulated bottle",
-    "Zenith yoga mat", "Comet e-reader", "Ridge running shoes", "Aurora string lights",
-    "Falcon drone kit", "Maple baby monitor", "Titan power bank", "Willow bed sheets", "Glacier mini fridge",
+    "AeroBlend 3000 blender",
+    "Nimbus wireless earbuds",
+    "TrailPro hiking backpack",
+    "Lumina desk lamp",
+    "Quartz smart watch",
+    "Breeze air purifier",
+    "Atlas standing desk",
+    "Pixel-Go action camera",
+    "Harbor coffee grinder",
+    "Summit rain jacket",
+    "Echo mini speaker",
+    "Vertex gaming mouse",
+    "Cedar cutting board set",
+    "Nova robot vacuum",
+    "Orbit phone stand",
+    "Polar insulated bottle",
+    "Zenith yoga mat",
+    "Comet e-reader",
+    "Ridge running shoes",
+    "Aurora string lights",
+    "Falcon drone kit",
+    "Maple baby monitor",
+    "Titan power bank",
+    "Willow bed sheets",
+    "Glacier mini fridge",
 ]
 NAMES = ["Sam", "Priya", "Lukas", "Maria", "Chen", "Aisha", "Tom", "Elena", "Kenji", "Fatima", "Olu", "Grace"]
+EMAIL_DOMAINS = ["mail.com", "inbox.org", "post.net"]
 DEVICES = ["iPhone 15", "Pixel 8", "Galaxy S23", "iPad Air", "Windows 11 laptop", "MacBook Pro", "Chromebook"]
 CARRIERS = ["UPS", "FedEx", "DHL", "USPS", "the local courier"]
 OPENERS = [
-    "Hi,", "Hello support team,", "Hey there.", "Good morning,", "To whom it may concern,", "Hi there,",
-    "Hello,", "Dear Acme support,", "Urgent:", "Quick question.", "", "", "",
+    "Hi,",
+    "Hello support team,",
+    "Hey there.",
+    "Good morning,",
+    "To whom it may concern,",
+    "Hi there,",
+    "Hello,",
+    "Dear Acme support,",
+    "Urgent:",
+    "Quick question.",
+    "",
+    "",
+    "",
 ]
 CLOSERS = [
-    "Thanks.", "Thank you in advance.", "Please advise.", "Appreciate your help!", "Regards, {name}",
-    "Cheers, {name}", "Please get back to me soon.", "This is really frustrating.", "", "", "",
+    "Thanks.",
+    "Thank you in advance.",
+    "Please advise.",
+    "Appreciate your help!",
+    "Regards, {name}",
+    "Cheers, {name}",
+    "Please get back to me soon.",
+    "This is really frustrating.",
+    "",
+    "",
+    "",
 ]
 SENTENCES = {
     "billing": [
@@ -190,7 +230,7 @@ def fill(template: str, rng: random.Random) -> str:
         "code": str(rng.randint(100, 999)),
         "name": rng.choice(NAMES),
         "version": f"{rng.randint(1, 4)}.{rng.randint(0, 9)}.{rng.randint(0, 20)}",
-        "handle": f"{rng.choice(NAMES).lower()}{rng.randint(1, 9999)}@{rng.choice(['mail.com', 'inbox.org', 'post.net'])}",
+        "handle": f"{rng.choice(NAMES).lower()}{rng.randint(1, 9999)}@{rng.choice(EMAIL_DOMAINS)}",
         "points": str(rng.randint(2, 90) * 50),
     }
     return template.format(**values)
@@ -321,11 +361,24 @@ def write_tickets(rng: random.Random) -> dict:
         problems.append(([rng.choice(["", "   ", "\t"]), rng.choice(LABELS)], "empty_text"))
     for _ in range(8):
         label = rng.choice(LABELS)
-        log_lines = " ".join(f"[{rng.randint(10, 23)}:{rng.randint(10, 59)}] ERR module={rng.randint(1, 99)} retry"
-                             for _ in range(160))
+        log_lines = " ".join(
+            f"[{rng.randint(10, 23)}:{rng.randint(10, 59)}] ERR module={rng.randint(1, 99)} retry" for _ in range(160)
+        )
         problems.append(([make_ticket(label, rng) + " Log follows: " + log_lines, label], "over_long_text"))
-    for bad_label in ["refunds", "other", "complaint", "feedback", "Billing", "shipping ", "warranty", "spam",
-                      "refunds", "other", "misc", "sales"]:
+    for bad_label in [
+        "refunds",
+        "other",
+        "complaint",
+        "feedback",
+        "Billing",
+        "shipping ",
+        "warranty",
+        "spam",
+        "refunds",
+        "other",
+        "misc",
+        "sales",
+    ]:
         problems.append(([make_ticket(rng.choice(LABELS), rng), bad_label], "unknown_label"))
     malformed = [
         "My card was charged twice, please help,billing",
@@ -345,14 +398,21 @@ def write_tickets(rng: random.Random) -> dict:
     return {
         "rows": len(tickets),
         "duplicates": [
-            {"line": line_of[id(d["row"])], "original_line": line_of[id(d["original"])],
-             "variant": d["variant"], "expected": d["expected"]}
+            {
+                "line": line_of[id(d["row"])],
+                "original_line": line_of[id(d["original"])],
+                "variant": d["variant"],
+                "expected": d["expected"],
+            }
             for d in duplicates
         ],
         "quarantined": sorted(
             [{"line": line_of[id(row)], "problem": kind} for row, kind in problems]
-            + [{"line": line_of[id(row)], "problem": "malformed_csv_line"} for row in tickets
-               if row[0] == "__MALFORMED__"],
+            + [
+                {"line": line_of[id(row)], "problem": "malformed_csv_line"}
+                for row in tickets
+                if row[0] == "__MALFORMED__"
+            ],
             key=lambda entry: entry["line"],
         ),
     }
@@ -400,8 +460,15 @@ def write_replies(rng: random.Random) -> dict:
         ({"messages": [user_first, {"role": "user", "content": "hello??"}, reply]}, "bad_turn_order"),
         ({"messages": [{"role": "customer", "content": make_ticket("shipping", rng)}, reply]}, "invalid_role"),
         ({"messages": [user_first, {"role": "agent", "content": "We are on it."}]}, "invalid_role"),
-        ({"messages": [{"role": "user", "content": make_ticket("technical", rng)},
-                       {"role": "assistant", "content": "  "}]}, "empty_reply"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": make_ticket("technical", rng)},
+                    {"role": "assistant", "content": "  "},
+                ]
+            },
+            "empty_reply",
+        ),
     ]
     rows = list(conversations)
     for problem, kind in problems:
@@ -415,8 +482,12 @@ def write_replies(rng: random.Random) -> dict:
     return {
         "rows": len(rows),
         "duplicates": [
-            {"line": line_of[id(d["row"])], "original_line": line_of[id(d["original"])],
-             "variant": d["variant"], "expected": d["expected"]}
+            {
+                "line": line_of[id(d["row"])],
+                "original_line": line_of[id(d["original"])],
+                "variant": d["variant"],
+                "expected": d["expected"],
+            }
             for d in duplicates
         ],
         "quarantined": sorted(

@@ -72,6 +72,8 @@ def validate_rows(
     quarantine = read_jsonl(Path(ingested.rejected_path)) + quarantine_records(
         frame.loc[failing], rows.failed_checks_by_row
     )
+    source_order = list(ingested.per_source)
+    quarantine.sort(key=lambda record: (source_order.index(record["source"]), record["source_line"]))
     quarantine_path = write_jsonl(quarantine, out_dir / "quarantine.jsonl")
     reason = table_failure_reason(table, len(valid), len(quarantine), ingested.rows_read, validation, quarantine)
     return ValidationResult(

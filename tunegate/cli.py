@@ -10,7 +10,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,26 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def route_logs_to_debug_file(debug_log: Path, verbose: bool) -> None:
-    """Everything (Prefect's run logs, tracebacks) to the debug log; the terminal keeps our report."""
+@contextmanager
+def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
+    """Everything (Prefect's run logs, tracebacks) goes to the debug log; the terminal keeps our report."""
     debug_log.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
+    console_levels = {handler: handler.level for handler in root.handlers}
     if not verbose:
-        for handler in root.handlers:
+        for handler in console_levels:
             handler.setLevel(logging.CRITICAL + 1)
     file_handler = logging.FileHandler(debug_log, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
     log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(file_handler)
+        file_handler.close()
+        for handler, level in console_levels.items():
+            handler.setLevel(level)
 
 
 def one_line(exc: BaseException) -> str:
@@ -67,22 +77,33 @@ def run_cli(
     import prefect  # noqa: F401  (sets up Prefect's logging before we re-route it)
 
     args = build_parser(description).parse_args(argv)
-    debug_log = DEFAULT_HOME.resolve() / "logs" / "debug.log"
-    route_logs_to_debug_file(debug_log, args.verbose)
     try:
         config = load_config(args.config, args.overrides)
-        summary = flow_fn(config)
-    except Exception as exc:
-        log.exception("run failed")
-        message = one_line(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {one_line(exc)}"
-        print(f"error: {message}", file=sys.stderr)
-        if not isinstance(exc, InputError):
-            print(f"(traceback in {debug_log})", file=sys.stderr)
-        write_summary(args.summary_out, failed_summary(message))
-        return EXIT_INPUT_ERROR if isinstance(exc, InputError) else EXIT_FAILURE
+    except InputError as exc:
+        with logs_routed_to(DEFAULT_HOME.resolve() / "logs" / "debug.log", args.verbose):
+            return report_failure(exc, DEFAULT_HOME.resolve() / "logs" / "debug.log", args.summary_out)
+    debug_log = config.home_path() / "logs" / "debug.log"
+    with logs_routed_to(debug_log, args.verbose):
+        try:
+            summary = flow_fn(config)
+        except Exception as exc:
+            return report_failure(exc, debug_log, args.summary_out)
     print(render(summary))
     write_summary(args.summary_out, summary)
     return 0
+
+
+def report_failure(exc: Exception, debug_log: Path, summary_out: Path | None) -> int:
+    """One line on stderr (plus where the traceback went, for bugs), a failed summary, the exit code."""
+    log.exception("run failed")
+    if isinstance(exc, InputError):
+        message = one_line(exc)
+        print(f"error: {message}", file=sys.stderr)
+    else:
+        message = f"{type(exc).__name__}: {one_line(exc)}"
+        print(f"error: {message} (traceback in {debug_log})", file=sys.stderr)
+    write_summary(summary_out, failed_summary(message))
+    return EXIT_INPUT_ERROR if isinstance(exc, InputError) else EXIT_FAILURE
 
 
 def write_summary(path: Path | None, summary: dict[str, Any]) -> None:

@@ -133,7 +133,9 @@ class PipelineConfig(StrictModel):
     def _labelled_sources_need_labels(self) -> PipelineConfig:
         labelled = [s.path for s in self.data.sources if s.labelled]
         if labelled and not self.task.labels:
-            raise ValueError(f"sources {labelled} are labelled but task.labels is empty")
+            raise ValueError(
+                f"task.labels is empty but sources {labelled} are labelled (set the labels or labelled: false)"
+            )
         return self
 
     def home_path(self) -> Path:
@@ -198,5 +200,11 @@ def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:
         return PipelineConfig.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a model-level rule: its message names the fields itself
+            raise InputError(f"{origin}: {message}") from exc
         field = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"{origin}: field {field}: {first['msg']} (got {first.get('input')!r})") from exc
+        got = repr(first.get("input"))
+        raise InputError(
+            f"{origin}: field {field}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})"
+        ) from exc

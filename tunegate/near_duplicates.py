@@ -26,6 +26,8 @@ SHINGLE_MIX = np.uint64(0x9E3779B97F4A7C15)
 # Buckets larger than this are paired as a chain instead of all pairs: a 10k-row bucket of
 # templated texts would otherwise yield 50M candidate pairs.
 MAX_BUCKET_ALL_PAIRS = 64
+# LSH must propose at least 99% of the pairs sitting exactly at the threshold (more above it).
+MIN_RECALL_AT_THRESHOLD = 0.99
 # Pairs are verified in blocks so the gathered shingle arrays stay around 100 MB at 1M rows.
 VERIFY_BLOCK_PAIRS = 200_000
 
@@ -112,22 +114,20 @@ def minhash_signatures(sets: ShingleSets, num_perm: int, seed: int) -> np.ndarra
 
 
 def lsh_band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) minimising false positives + 2 × false negatives around the threshold.
+    """(bands, rows per band): the fewest false candidates among shapes that find a pair at the threshold
+    with probability >= MIN_RECALL_AT_THRESHOLD.
 
-    A pair with Jaccard s becomes a candidate with probability 1 - (1 - s**r)**b; missing a true pair
-    costs more than checking a false one (which the exact Jaccard check rejects), hence the weight 2.
+    A pair with Jaccard s becomes a candidate with probability 1 - (1 - s**r)**b. False candidates only
+    cost an exact Jaccard check; a missed pair is a duplicate left in the data, so recall comes first.
     """
-    grid = np.linspace(0.0, 1.0, 201)
-    best, best_cost = (1, num_perm), np.inf
-    for rows_per_band in range(1, num_perm + 1):
-        bands = num_perm // rows_per_band
-        probability = 1.0 - (1.0 - grid**rows_per_band) ** bands
-        false_positive = np.trapezoid(np.where(grid < threshold, probability, 0.0), grid)
-        false_negative = np.trapezoid(np.where(grid >= threshold, 1.0 - probability, 0.0), grid)
-        cost = false_positive + 2.0 * false_negative
-        if cost < best_cost:
-            best, best_cost = (bands, rows_per_band), cost
-    return best
+    grid = np.linspace(0.0, threshold, 101)
+    shapes = [(num_perm // rows, rows) for rows in range(1, num_perm + 1)]
+    recall = np.array([1.0 - (1.0 - threshold**rows) ** bands for bands, rows in shapes])
+    false_candidates = np.array([np.trapezoid(1.0 - (1.0 - grid**rows) ** bands, grid) for bands, rows in shapes])
+    eligible = recall >= MIN_RECALL_AT_THRESHOLD
+    if not eligible.any():
+        return shapes[int(np.argmax(recall))]
+    return shapes[int(np.argmin(np.where(eligible, false_candidates, np.inf)))]
 
 
 def candidate_pairs(signatures: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
