@@ -99,6 +99,18 @@ def test_data_docs_site_is_built(demo_run):
     assert Path(demo_run["validation"]["data_docs"]).is_file()
 
 
+def test_the_run_publishes_a_table_artifact_with_the_accounting(demo_run):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["data-report"])))
+    table = json.loads(artifacts[-1].data)
+    rows = {(row["section"], row["item"]): row["value"] for row in table}
+    assert rows[("rows", "rows_read")] == 3766
+    assert rows[("rows", "near_duplicates")] == 45
+    assert rows[("failed check", "label_in_label_set")] == 12
+
+
 def test_cache_hits_then_reruns_exactly_what_changed(tmp_path):
     data_dir = tmp_path / "data"
     shutil.copytree(DEMO_DATA, data_dir)
