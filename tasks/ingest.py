@@ -108,7 +108,8 @@ def ingest_sources(sources: list[SourceConfig], pinned: list[SourceFingerprint],
     for source, prefix, pin in zip(sources, row_ids, pinned, strict=True):
         content = open_source_bytes(source.path)
         if fingerprint_bytes([content]) != pin.fingerprint:
-            raise OSError(f"{source.path}: changed while the pipeline was reading it; retrying")
+            # A retry would compare against the same stale fingerprint: this needs a new run.
+            raise InputError(f"{source.path}: file changed while the run was reading it; start the run again")
         records = list(read_records(source, content))
         rows, bad = canonicalize_records(records, source, prefix)
         canonical_parts.append(rows)

@@ -42,12 +42,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 @contextmanager
 def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
-    """Everything (Prefect's run logs, tracebacks) goes to the debug log; the terminal keeps our report."""
+    """Everything (Prefect's run logs, tracebacks) goes to the debug log; the terminal keeps our report.
+
+    Console handlers stay muted afterwards too: Prefect logs the shutdown of its temporary server at exit.
+    """
     debug_log.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    console_levels = {handler: handler.level for handler in root.handlers}
     if not verbose:
-        for handler in console_levels:
+        for handler in root.handlers:
             handler.setLevel(logging.CRITICAL + 1)
     file_handler = logging.FileHandler(debug_log, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -58,8 +60,6 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
     finally:
         root.removeHandler(file_handler)
         file_handler.close()
-        for handler, level in console_levels.items():
-            handler.setLevel(level)
 
 
 def one_line(exc: BaseException) -> str:

@@ -220,3 +220,19 @@ def test_data_contract_failure_fails_the_run_naming_the_first_lines(tmp_path, ca
     )
     assert "tickets.csv line " in error[0]
     assert json.loads(summary_path.read_text())["status"] == "failed"
+
+
+def test_flow_parameter_schema_is_the_config_model_with_descriptions():
+    schema = prepare_data.parameters.model_dump()
+    assert list(schema["properties"]) == ["config"]
+    definitions = schema["definitions"]
+    assert definitions["DedupConfig"]["properties"]["threshold"]["description"] == (
+        "Jaccard similarity of word shingles at which two rows are near duplicates."
+    )
+    undocumented = [
+        f"{model}.{name}"
+        for model, body in definitions.items()
+        for name, field in body["properties"].items()
+        if not field.get("description")
+    ]
+    assert undocumented == []
