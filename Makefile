@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= deployments/demo.yaml
 
-.PHONY: install demo test lint data clean
+.PHONY: install demo test lint data base-model clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ lint: install
 # Regenerate the committed demo dataset (seeded: the same bytes every time).
 data: install
 	$(BIN)/python demo/make_support_dataset.py
+
+# Rebuild the committed demo base model (seeded pretraining on generated support text, ~6 minutes on 2 cores).
+base-model: install
+	$(BIN)/python demo/make_base_model.py
 
 clean:
 	rm -rf .tunegate .pytest_cache

@@ -1,0 +1,45 @@
+from transformers import AutoTokenizer
+
+from tests.conftest import REPO
+from tunegate.prompting import PromptFormat, PromptPair
+
+BASE_MODEL = REPO / "demo" / "base_model"
+CHAT_ROW = {
+    "shape": "chat",
+    "prompt": "system: be brief\nuser: where is my order?",
+    "completion": "It ships today.",
+    "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "where is my order?"},
+        {"role": "assistant", "content": "It ships today."},
+    ],
+}
+
+
+def test_plain_template_for_tokenizers_without_a_chat_template():
+    plain = PromptFormat(chat_template=None, eos_token="</s>")
+    assert plain.format_row({"shape": "alpaca", "prompt": "Summarize\n\nthe text", "completion": "ok"}) == PromptPair(
+        prompt="### Instruction:\nSummarize\n\nthe text\n\n### Response:\n", target="ok</s>"
+    )
+    assert plain.format_row({"shape": "text", "prompt": "", "completion": "all target"}) == PromptPair(
+        "", "all target</s>"
+    )
+
+
+def test_chat_template_renders_like_the_tokenizer_itself():
+    tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL)
+    chat = PromptFormat.from_tokenizer(tokenizer)
+    pair = chat.format_row(CHAT_ROW)
+    assert pair == PromptPair(
+        prompt="<|system|>\nbe brief<|end|>\n<|user|>\nwhere is my order?<|end|>\n<|assistant|>\n",
+        target="It ships today.<|end|>",
+    )
+    expected = tokenizer.apply_chat_template(CHAT_ROW["messages"][:-1], tokenize=False, add_generation_prompt=True)
+    assert pair.prompt == expected
+    assert chat.format_prompt("refund?") == "<|user|>\nrefund?<|end|>\n<|assistant|>\n"
+
+
+def test_format_is_saved_with_the_model_and_loads_back(tmp_path):
+    chat = PromptFormat.from_tokenizer(AutoTokenizer.from_pretrained(BASE_MODEL))
+    chat.save(tmp_path)
+    assert PromptFormat.load(tmp_path) == chat
