@@ -1,0 +1,69 @@
+"""Token sequences for supervised fine-tuning: loss on target tokens only, nothing truncated silently.
+
+Prompt and target are tokenized separately and concatenated, so the boundary is exact and inference
+(which tokenizes the prompt alone and generates) sees the same tokens as training. Prompt positions get
+label -100 (ignored by the loss). Rows longer than `max_tokens` are left out and counted, so the report
+can say how many; they are never cut.
+
+Padding is dynamic (to the longest sequence of a batch, `DataCollatorForSeq2Seq`) and batches are grouped
+by length (`length` column, the Trainer's `group_by_length`), so almost no compute goes to padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tunegate.prompting import PromptFormat
+
+IGNORE_INDEX = -100  # the label torch's cross-entropy skips
+
+
+@dataclass
+class EncodedRows:
+    """Tokenized rows ready for a causal-LM trainer, and what was left out."""
+
+    input_ids: list[list[int]] = field(default_factory=list)
+    labels: list[list[int]] = field(default_factory=list)
+    overlength_rows: int = 0
+    longest_left_out: int = 0
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(sum(1 for label in row if label != IGNORE_INDEX) for row in self.labels)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(len(row) for row in self.input_ids)
+
+    def to_dataset(self) -> Any:
+        from datasets import Dataset
+
+        return Dataset.from_dict(
+            {"input_ids": self.input_ids, "labels": self.labels, "length": [len(ids) for ids in self.input_ids]}
+        )
+
+
+def encode_rows(rows: pd.DataFrame, tokenizer: Any, prompt_format: PromptFormat, max_tokens: int) -> EncodedRows:
+    """Encode canonical rows as (input_ids, labels) with the prompt masked out of the loss."""
+    pairs = [prompt_format.format_row(row) for row in rows.to_dict("records")]
+    prompt_ids = token_ids(tokenizer, [pair.prompt for pair in pairs], with_special_tokens=True)
+    target_ids = token_ids(tokenizer, [pair.target for pair in pairs], with_special_tokens=False)
+    encoded = EncodedRows()
+    for prompt, target in zip(prompt_ids, target_ids, strict=True):
+        if len(prompt) + len(target) > max_tokens:
+            encoded.overlength_rows += 1
+            encoded.longest_left_out = max(encoded.longest_left_out, len(prompt) + len(target))
+            continue
+        encoded.input_ids.append(prompt + target)
+        encoded.labels.append([IGNORE_INDEX] * len(prompt) + target)
+    return encoded
+
+
+def token_ids(tokenizer: Any, texts: list[str], with_special_tokens: bool) -> list[list[int]]:
+    """Token ids of each text; special tokens (a BOS, where the tokenizer adds one) only when asked."""
+    if not texts:
+        return []
+    return tokenizer(texts, add_special_tokens=with_special_tokens)["input_ids"]
