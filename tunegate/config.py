@@ -111,6 +111,52 @@ class TaskConfig(StrictModel):
     )
 
 
+class ModelConfig(StrictModel):
+    base: str = Field(
+        default="demo/base_model",
+        description="Base causal LM: a local directory or a Hub id (Qwen, Llama, Mistral, Gemma, ...).",
+    )
+    trust_remote_code: bool = Field(
+        default=False, description="Allow the model's own Python code to run. Off unless you trust the source."
+    )
+    max_tokens: int = Field(
+        default=512, ge=8, description="Longest prompt + target in tokens; longer rows are left out and counted."
+    )
+
+
+class TrainConfig(StrictModel):
+    method: Literal["lora", "qlora", "full"] = Field(
+        default="lora", description="lora: adapters on a frozen base; qlora: the same on a 4-bit base (CUDA); full."
+    )
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank (the sweep tunes it).")
+    lora_alpha: int | None = Field(default=None, ge=1, description="LoRA scaling numerator; None means 2 × rank.")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
+        default="all-linear",
+        description="Modules that get adapters: all-linear (every linear but the output), or names.",
+    )
+    learning_rate: float = Field(default=2e-4, gt=0.0, description="Peak learning rate (the sweep tunes it).")
+    max_steps: int = Field(default=200, ge=1, description="Optimizer steps of the final training run.")
+    batch_size: int = Field(default=16, ge=1, description="Sequences per micro-batch.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0, description="Fraction of steps of linear warm-up.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, gt=0.0, description="Gradient clipping norm.")
+    eval_steps: int = Field(default=25, ge=1, description="Steps between validation-loss evaluations.")
+    save_steps: int = Field(
+        default=25, ge=1, description="Steps between checkpoints; a killed run resumes from the last one."
+    )
+    early_stopping_patience: int = Field(
+        default=3, ge=1, description="Evaluations without a better validation loss before training stops."
+    )
+    max_eval_rows: int = Field(default=256, ge=1, description="Validation rows used for each evaluation.")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations: less memory, ~30% slower.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."
+    )
+    seed: int = Field(default=0, description="Seed of initialisation and data order.")
+
+
 class PipelineConfig(StrictModel):
     """Whole-pipeline configuration: one model, one YAML file, one Prefect parameter."""
 
@@ -121,6 +167,8 @@ class PipelineConfig(StrictModel):
     )
     task: TaskConfig = Field(default_factory=TaskConfig, description="What the model is trained to do.")
     data: DataConfig = Field(description="Where the data comes from and how it is checked, deduplicated and split.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="How adapters (or the full model) are trained.")
 
     @field_validator("name")
     @classmethod

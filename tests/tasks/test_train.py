@@ -1,0 +1,99 @@
+"""Real (tiny) training of the demo base model on demo tickets: LoRA, resume after kill -9, QLoRA guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tasks.train import last_complete_checkpoint, run_training
+from tests.conftest import DEMO_DATA, REPO
+from tunegate.config import ModelConfig, TrainConfig
+from tunegate.errors import InputError
+
+LABELS = {"billing", "shipping", "returns", "technical", "account", "product"}
+BASE_MODEL = str(REPO / "demo" / "base_model")
+
+
+def ticket_rows(count: int, skip: int = 0) -> pd.DataFrame:
+    tickets = pd.read_csv(DEMO_DATA / "tickets.csv", on_bad_lines="skip", keep_default_na=False)
+    tickets = tickets[tickets["category"].isin(LABELS) & tickets["text"].str.len().between(20, 600)]
+    tickets = tickets.iloc[skip : skip + count]
+    return pd.DataFrame(
+        {"shape": "prompt_completion", "prompt": tickets["text"], "completion": tickets["category"], "messages": None}
+    )
+
+
+TINY = TrainConfig(max_steps=8, eval_steps=4, save_steps=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
+
+
+def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
+    result = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, tmp_path)
+    assert (result.steps, result.resumed_from_step, result.overlength_rows) == (8, 0, 0)
+    assert [step for step, _ in result.val_loss_history] == [4, 8]
+    assert result.val_loss_history[1][1] < result.val_loss_history[0][1]
+    assert result.best_val_loss == min(loss for _, loss in result.val_loss_history)
+    assert result.tokens_per_second > 0 and result.train_tokens_seen > 0 and result.peak_memory_mb > 0
+    adapter = Path(result.adapter_dir)
+    assert {"adapter_model.safetensors", "adapter_config.json", "prompt_format.json", "tokenizer.json"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    weights = load_file(adapter / "adapter_model.safetensors")
+    lora_b = {name: tensor for name, tensor in weights.items() if "lora_B" in name}
+    # 4 layers x 7 linear modules (q, k, v, o, gate, up, down): all-linear leaves out only lm_head.
+    assert len(lora_b) == 28
+    # lora_B starts at exactly zero, so a non-zero B means that adapter was trained.
+    assert [name for name, tensor in lora_b.items() if torch.count_nonzero(tensor) == 0] == []
+
+
+def test_qlora_without_cuda_is_a_one_line_input_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    config = TINY.model_copy(update={"method": "qlora"})
+    with pytest.raises(InputError, match=r"^train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here"):
+        run_training(ticket_rows(16), ticket_rows(8, skip=16), ModelConfig(base=BASE_MODEL), config, tmp_path)
+
+
+TRAIN_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.tasks.test_train import ticket_rows, BASE_MODEL
+from tasks.train import run_training
+from tunegate.config import ModelConfig, TrainConfig
+config = TrainConfig(max_steps=60, eval_steps=4, save_steps=4, batch_size=8, learning_rate=5e-3,
+                     early_stopping_patience=100)
+train, val = ticket_rows(64), ticket_rows(16, skip=64)
+result = run_training(train, val, ModelConfig(base=BASE_MODEL), config, Path(sys.argv[1]))
+print("RESUMED", result.resumed_from_step, "STEPS", result.steps)
+"""
+
+
+def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT.format(repo=str(REPO)))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=REPO)
+    deadline = time.monotonic() + 240
+    while last_complete_checkpoint(out / "checkpoints") is None or "checkpoint-8" not in str(
+        last_complete_checkpoint(out / "checkpoints")
+    ):
+        assert process.poll() is None, "training finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = int(Path(last_complete_checkpoint(out / "checkpoints")).name.split("-")[1])
+    assert 8 <= killed_at < 60
+    again = subprocess.run([sys.executable, str(script), str(out)], env=env, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"RESUMED {killed_at} STEPS 60" in again.stdout
