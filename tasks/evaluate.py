@@ -1,0 +1,196 @@
+"""Evaluate: the fine-tuned model against its base model on the same held-out rows with the same prompts.
+
+For each model: mean loss and perplexity on target tokens, and greedy generations (batched, left-padded)
+scored by the task metric: accuracy (plus macro-F1) on labelled rows when the task has labels, ROUGE-L
+(plus exact match) on free-text rows. The delta of the task metric comes with a paired bootstrap 95%
+interval over rows, and a few side-by-side examples. Metrics come from packages that ship their code
+(scikit-learn, rouge-score), never from Hub-loaded metric scripts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+
+from tunegate.prompting import PromptFormat
+from tunegate.sft_data import IGNORE_INDEX, encode_rows
+
+BOOTSTRAP_RESAMPLES = 1000
+SIDE_BY_SIDE_EXAMPLES = 5
+FREE_TEXT_NEW_TOKENS = 64
+
+
+class Predictions(BaseModel):
+    """One model's outputs on the evaluation rows."""
+
+    loss: float
+    generations: list[str]
+
+
+class EvalResult(BaseModel):
+    """Base vs fine-tuned on the same rows."""
+
+    task_metric: str
+    rows: int
+    base: dict[str, float]
+    finetuned: dict[str, float]
+    delta: float
+    delta_ci95: tuple[float, float]
+    examples: list[dict[str, str]]
+
+
+def normalize_answer(text: str) -> str:
+    """First line, lower-cased, inner whitespace collapsed, surrounding punctuation stripped."""
+    first_line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    return re.sub(r"\s+", " ", first_line).strip().strip(".!?,;:'\"").strip().lower()
+
+
+def per_row_scores(rows: pd.DataFrame, generations: list[str], labels: list[str] | None) -> tuple[str, np.ndarray]:
+    """(task metric name, one score per row): exact label match for label tasks, ROUGE-L F1 otherwise."""
+    predicted = [normalize_answer(g) for g in generations]
+    expected = [normalize_answer(c) for c in rows["completion"]]
+    if labels:
+        return "accuracy", np.array([p == e for p, e in zip(predicted, expected, strict=True)], dtype=float)
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scores = [scorer.score(e, p)["rougeL"].fmeasure for p, e in zip(predicted, expected, strict=True)]
+    return "rouge_l", np.array(scores, dtype=float)
+
+
+def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[str] | None) -> dict[str, float]:
+    """The task metric, its companion (macro-F1 or exact match), loss and perplexity for one model."""
+    name, scores = per_row_scores(rows, predictions.generations, labels)
+    metrics = {name: float(scores.mean()), "loss": predictions.loss, "perplexity": math.exp(predictions.loss)}
+    predicted = [normalize_answer(g) for g in predictions.generations]
+    expected = [normalize_answer(c) for c in rows["completion"]]
+    if labels:
+        from sklearn.metrics import f1_score
+
+        metrics["macro_f1"] = float(
+            f1_score(
+                expected, predicted, labels=[normalize_answer(x) for x in labels], average="macro", zero_division=0
+            )
+        )
+    else:
+        metrics["exact_match"] = float(np.mean([p == e for p, e in zip(predicted, expected, strict=True)]))
+    return metrics
+
+
+def paired_bootstrap_ci(base: np.ndarray, tuned: np.ndarray, seed: int) -> tuple[float, float]:
+    """95% interval of mean(tuned - base), resampling rows with replacement (pairs stay together)."""
+    differences = tuned - base
+    rng = np.random.default_rng(seed)
+    resampled = rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))
+    means = differences[resampled].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def compare_models(
+    rows: pd.DataFrame, base: Predictions, tuned: Predictions, labels: list[str] | None, seed: int = 0
+) -> EvalResult:
+    """Metrics of both models, the delta of the task metric with its bootstrap interval, examples."""
+    name, base_scores = per_row_scores(rows, base.generations, labels)
+    _, tuned_scores = per_row_scores(rows, tuned.generations, labels)
+    examples = [
+        {"prompt": str(row["prompt"])[:300], "expected": str(row["completion"]), "base": b, "finetuned": t}
+        for row, b, t in zip(
+            rows.head(SIDE_BY_SIDE_EXAMPLES).to_dict("records"), base.generations, tuned.generations, strict=False
+        )
+    ]
+    return EvalResult(
+        task_metric=name,
+        rows=len(rows),
+        base=summary_metrics(rows, base, labels),
+        finetuned=summary_metrics(rows, tuned, labels),
+        delta=float(tuned_scores.mean() - base_scores.mean()),
+        delta_ci95=paired_bootstrap_ci(base_scores, tuned_scores, seed),
+        examples=examples,
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
+) -> Predictions:
+    """Mean target-token loss (teacher forcing) and greedy generations for every row."""
+    model.eval()
+    encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
+    total_loss, total_tokens = 0.0, 0
+    for input_ids, labels in batches_of(encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id):
+        logits = model(input_ids=input_ids, attention_mask=(labels != -1).long()).logits[:, :-1]
+        targets = labels[:, 1:].masked_fill(labels[:, 1:] == -1, IGNORE_INDEX)
+        losses = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        total_loss += losses.item()
+        total_tokens += int((targets != IGNORE_INDEX).sum())
+    prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
+    return Predictions(
+        loss=total_loss / max(total_tokens, 1),
+        generations=generate(model, tokenizer, prompts, max_new_tokens, batch_size),
+    )
+
+
+def batches_of(
+    input_ids: list[list[int]], labels: list[list[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Right-padded batches; padded label positions are -1 (attention off) then mapped to IGNORE_INDEX."""
+    for start in range(0, len(input_ids), batch_size):
+        ids, labs = input_ids[start : start + batch_size], labels[start : start + batch_size]
+        width = max(len(x) for x in ids)
+        padded_ids = torch.tensor([x + [pad_id] * (width - len(x)) for x in ids])
+        padded_labels = torch.tensor([y + [-1] * (width - len(y)) for y in labs])
+        yield padded_ids, padded_labels
+
+
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of each prompt, batched with left padding."""
+    tokenizer.padding_side = "left"
+    outputs = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(
+            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=True
+        )
+        generated = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        outputs.extend(tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens)
+    tokenizer.padding_side = "right"
+    return outputs
+
+
+def evaluate_against_base(
+    peft_model: Any,
+    tokenizer: Any,
+    prompt_format: PromptFormat,
+    rows: pd.DataFrame,
+    labels: list[str] | None,
+    batch_size: int = 16,
+) -> EvalResult:
+    """Base (adapters disabled) and fine-tuned (adapters on) predictions on the same rows, compared."""
+    max_new_tokens = label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
+    disabled = peft_model.disable_adapter() if hasattr(peft_model, "disable_adapter") else nullcontext()
+    with disabled:
+        base = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    tuned = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    return compare_models(rows, base, tuned, labels)
+
+
+def label_token_budget(tokenizer: Any, labels: list[str]) -> int:
+    """Enough new tokens for the longest label plus end-of-sequence and a little slack."""
+    return max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels) + 3

@@ -1,0 +1,76 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tasks.evaluate import (
+    Predictions,
+    compare_models,
+    evaluate_against_base,
+    normalize_answer,
+    paired_bootstrap_ci,
+    summary_metrics,
+)
+from tasks.train import run_training
+from tests.tasks.test_train import BASE_MODEL, TINY, ticket_rows
+from tunegate.config import ModelConfig
+from tunegate.prompting import PromptFormat
+
+LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
+ROWS = pd.DataFrame({"prompt": ["a", "b", "c", "d"], "completion": ["billing", "shipping", "billing", "returns"]})
+
+
+def test_answers_are_normalized_before_matching():
+    assert normalize_answer("  Billing.\nbecause the card was charged") == "billing"
+    assert normalize_answer("'Shipping'!") == "shipping"
+    assert normalize_answer("") == ""
+
+
+def test_label_metrics_exact_values():
+    predictions = Predictions(loss=math.log(2.0), generations=["billing", "returns", "Billing!", "returns"])
+    metrics = summary_metrics(ROWS, predictions, LABELS)
+    assert metrics["accuracy"] == 0.75
+    # per label F1: billing 1.0, shipping 0.0, returns 2/3; the other three labels have no support → 0
+    assert metrics["macro_f1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 6)
+    assert metrics["perplexity"] == pytest.approx(2.0)
+
+
+def test_free_text_metrics_exact_values():
+    rows = pd.DataFrame({"prompt": ["x", "y"], "completion": ["the parcel ships today", "refund issued"]})
+    metrics = summary_metrics(rows, Predictions(loss=1.0, generations=["the parcel ships today", "no refund"]), None)
+    # ROUGE-L F1: 1.0 and LCS 1 word of 2 vs 2 → 0.5
+    assert metrics["rouge_l"] == pytest.approx(0.75)
+    assert metrics["exact_match"] == 0.5
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_delta():
+    base = np.array([0, 0, 1, 0, 1, 0, 0, 0, 1, 0], dtype=float)
+    tuned = np.array([1, 1, 1, 0, 1, 1, 1, 0, 1, 1], dtype=float)
+    low, high = paired_bootstrap_ci(base, tuned, seed=0)
+    assert (low, high) == paired_bootstrap_ci(base, tuned, seed=0)
+    assert low <= 0.5 <= high and 0.0 < low and high <= 1.0
+
+
+def test_compare_reports_delta_and_side_by_side_examples():
+    base = Predictions(loss=2.0, generations=["x", "x", "x", "returns"])
+    tuned = Predictions(loss=1.0, generations=["billing", "shipping", "billing", "returns"])
+    result = compare_models(ROWS, base, tuned, LABELS)
+    assert (result.task_metric, result.base["accuracy"], result.finetuned["accuracy"]) == ("accuracy", 0.25, 1.0)
+    assert result.delta == 0.75
+    assert result.examples[0] == {"prompt": "a", "expected": "billing", "base": "x", "finetuned": "billing"}
+
+
+def test_a_trained_adapter_is_evaluated_against_its_base_on_the_same_rows(tmp_path):
+    trained = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(trained.adapter_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODEL), trained.adapter_dir)
+    test_rows = ticket_rows(12, skip=100)
+    result = evaluate_against_base(model, tokenizer, PromptFormat.load(trained.adapter_dir), test_rows, LABELS)
+    assert result.rows == 12 and result.task_metric == "accuracy"
+    assert result.finetuned["loss"] < result.base["loss"]
+    assert set(result.base) == {"accuracy", "macro_f1", "loss", "perplexity"}
+    assert result.delta_ci95[0] <= result.delta <= result.delta_ci95[1]
+    assert len(result.examples) == 5
