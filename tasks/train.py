@@ -54,6 +54,7 @@ def run_training(
     train_config: TrainConfig,
     out_dir: Path,
     on_evaluate: EvaluationHook | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainResult:
     """Train from the base model (or the last checkpoint in out_dir) and save the best weights."""
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback, Trainer
@@ -81,7 +82,12 @@ def run_training(
         eval_dataset=val_encoded.to_dataset(),
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
-        callbacks=[history, throughput, EarlyStoppingCallback(train_config.early_stopping_patience)],
+        callbacks=[
+            history,
+            throughput,
+            EarlyStoppingCallback(train_config.early_stopping_patience),
+            *(callbacks or []),
+        ],
     )
     trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
     trainer.train(resume_from_checkpoint=last_checkpoint)

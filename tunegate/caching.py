@@ -21,9 +21,10 @@ from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
 
 @dataclass
 class StageContentPolicy(CachePolicy):
-    """Cache key = fingerprints of the inputs + the task module's source + `extra_files`' contents."""
+    """Cache key = fingerprints of the inputs (but `excluded`) + the task module's source + `extra_files`."""
 
     extra_files: tuple[str, ...] = field(default_factory=tuple)
+    excluded: tuple[str, ...] = field(default_factory=tuple)
 
     def compute_key(
         self,
@@ -35,10 +36,13 @@ class StageContentPolicy(CachePolicy):
         module_file = inspect.getsourcefile(task_ctx.task.fn)
         parts = [f"module={fingerprint_file(module_file)}"]
         parts += [f"file:{Path(p).name}={fingerprint_file(p)}" for p in sorted(self.extra_files)]
-        parts += [f"{name}={fingerprint_value(value)}" for name, value in sorted(inputs.items())]
+        parts += [
+            f"{name}={fingerprint_value(value)}" for name, value in sorted(inputs.items()) if name not in self.excluded
+        ]
         return combine(*parts)
 
 
-def stage_cache_policy(*extra_files: str | Path) -> StageContentPolicy:
-    """Policy for a stage task; pass the files (suites, templates) whose content changes its output."""
-    return StageContentPolicy(extra_files=tuple(str(p) for p in extra_files))
+def stage_cache_policy(*extra_files: str | Path, excluded: tuple[str, ...] = ()) -> StageContentPolicy:
+    """Policy for a stage task; pass the files (suites, templates) whose content changes its output and
+    the arguments that do not (bookkeeping such as a trial number or a tracking run id)."""
+    return StageContentPolicy(extra_files=tuple(str(p) for p in extra_files), excluded=excluded)

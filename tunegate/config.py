@@ -157,6 +157,46 @@ class TrainConfig(StrictModel):
     seed: int = Field(default=0, description="Seed of initialisation and data order.")
 
 
+class SweepConfig(StrictModel):
+    n_trials: int = Field(default=8, ge=1, description="Trials the study should have finished (a rerun tops it up).")
+    lora_ranks: list[int] = Field(default_factory=lambda: [4, 8, 16, 32], description="LoRA ranks to choose from.")
+    learning_rate_min: float = Field(default=1e-4, gt=0.0, description="Lowest learning rate (log-uniform range).")
+    learning_rate_max: float = Field(default=1e-2, gt=0.0, description="Highest learning rate (log-uniform range).")
+    trial_max_steps: int = Field(
+        default=40, ge=1, description="Per-trial budget in optimizer steps, separate from train.max_steps."
+    )
+    trial_eval_steps: int = Field(default=10, ge=1, description="Steps between the val-loss reports the pruner sees.")
+    pruner: Literal["successive_halving", "hyperband", "none"] = Field(
+        default="successive_halving", description="Stops unpromising trials early on their reported val loss."
+    )
+    storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL (sqlite:///..., postgresql://...); None: a journal file under home.",
+    )
+    seed: int = Field(default=0, description="Seed of the TPE sampler.")
+    parallel_trials: int = Field(default=1, ge=1, description="Trials run at once through the flow's task runner.")
+    task_runner: Literal["threads", "processes", "dask", "ray"] = Field(
+        default="threads", description="Where trials run: threads or processes here, Dask or Ray on a cluster."
+    )
+
+
+class EvalConfig(StrictModel):
+    max_rows: int = Field(default=400, ge=1, description="Test rows evaluated (the first N of the test split).")
+    batch_size: int = Field(default=32, ge=1, description="Rows per generation batch.")
+    seed: int = Field(default=0, description="Seed of the bootstrap interval.")
+
+
+class RegistryConfig(StrictModel):
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db.",
+    )
+    model_name: str | None = Field(default=None, description="Registered model name; None: the pipeline name.")
+    min_gain_over_base: float = Field(
+        default=0.05, description="Task-metric gain over the base model needed to become champion."
+    )
+
+
 class PipelineConfig(StrictModel):
     """Whole-pipeline configuration: one model, one YAML file, one Prefect parameter."""
 
@@ -169,6 +209,11 @@ class PipelineConfig(StrictModel):
     data: DataConfig = Field(description="Where the data comes from and how it is checked, deduplicated and split.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="How adapters (or the full model) are trained.")
+    sweep: SweepConfig = Field(
+        default_factory=SweepConfig, description="Optuna search over LoRA rank and learning rate."
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation against the base model.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow tracking and registration.")
 
     @field_validator("name")
     @classmethod

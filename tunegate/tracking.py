@@ -1,0 +1,67 @@
+"""MLflow tracking: where runs go, parent/child runs, and a Trainer callback for the loss curves.
+
+Runs are created with an explicit `MlflowClient` (not the thread-local fluent API), so trials running
+in parallel threads each log into their own nested run. Metric and parameter names are the same in every
+pipeline run (`lora_r`, `learning_rate`, `val_loss`, `train_loss`, the task metric) so MLflow's compare
+view works across runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tunegate.config import PipelineConfig
+
+# Trainer log keys → the names every run uses.
+TRAINER_METRIC_NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+
+
+def tracking_uri(config: PipelineConfig) -> str:
+    """Config first, then $MLFLOW_TRACKING_URI, then an embedded SQLite store under the pipeline home."""
+    return (
+        config.registry.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{config.home_path() / 'mlflow.db'}"
+    )
+
+
+def mlflow_client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client: Any, name: str, home: Path) -> str:
+    """The experiment's id, created with an absolute artifact location under home (never the CWD)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=(home / "mlartifacts").as_uri())
+    except Exception:  # another run created it in between
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def start_child_run(
+    client: Any, experiment: str, parent_run_id: str | None, run_name: str, tags: dict[str, str] | None = None
+) -> str:
+    run_tags = {"mlflow.runName": run_name, **(tags or {})}
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    return client.create_run(experiment, run_name=run_name, tags=run_tags).info.run_id
+
+
+class MlflowMetrics(TrainerCallback):
+    """Logs the Trainer's training loss, learning rate and gradient norm to one MLflow run, by step."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key, name in TRAINER_METRIC_NAMES.items():
+            if logs and isinstance(logs.get(key), int | float):
+                self.client.log_metric(self.run_id, name, float(logs[key]), step=state.global_step)
