@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m flows.prepare_data --config $(CONFIG) --summary-out .tunegate/summary.json
+	$(BIN)/python -m flows.finetune --config $(CONFIG) --summary-out .tunegate/summary.json
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

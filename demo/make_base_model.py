@@ -25,7 +25,10 @@ import make_support_dataset as support  # noqa: E402
 
 OUT_DIR = Path(__file__).parent / "base_model"
 CORPUS_SEED, HELDOUT_SEED, TRAIN_SEED = 1, 2, 3
-VOCAB_SIZE = 2048  # byte-level BPE; support text needs few merges, and a small vocab keeps the embedding small
+# Byte-level BPE with a prefix space (GPT-2 style): a word at the start of an answer tokenizes like the same
+# word mid-sentence. With 2,048 tokens and no prefix space, answers were shredded into 3-6 fragments each and
+# LoRA learned them ~4x slower (val loss 4.6 vs 2.5 after 100 steps on the demo labels).
+VOCAB_SIZE = 4096
 SEQUENCE_TOKENS = 128
 BATCH_SEQUENCES = 32  # 4,096 tokens a step
 STEPS = 700
@@ -37,13 +40,34 @@ CHAT_TEMPLATE = (
 )
 
 
+def short_answer_conversation(rng: random.Random) -> str:
+    """A ticket with a factual question whose answer is a few words (never its category)."""
+    product, carrier, order = (
+        rng.choice(support.PRODUCTS),
+        rng.choice(support.CARRIERS),
+        str(rng.randint(100000, 999999)),
+    )
+    ticket = support.make_ticket(rng.choice(support.LABELS), rng)
+    question, answer = rng.choice(
+        [
+            (f"{ticket} The {product} is the item in question. Which product is this about?", product),
+            (f"{ticket} It was sent with {carrier}. Which carrier shipped it?", carrier),
+            (f"{ticket} My order number is #{order}. What is the order number?", order),
+            (f"{ticket} Is this message written in English?", "yes"),
+        ]
+    )
+    return f"<|user|>\n{question}<|end|>\n<|assistant|>\n{answer}<|end|>\n"
+
+
 def corpus(seed: int, documents: int) -> list[str]:
-    """Tickets, replies and rendered conversations, no labels."""
+    """Tickets, replies, rendered conversations and short-answer conversations; no category labels."""
     rng = random.Random(seed)
     texts = []
     for _ in range(documents):
         kind = rng.random()
-        if kind < 0.4:
+        if kind < 0.15:
+            texts.append(short_answer_conversation(rng))
+        elif kind < 0.45:
             texts.append(support.make_ticket(rng.choice(support.LABELS), rng))
         elif kind < 0.6:
             texts.append(" ".join(support.fill(s, rng) for s in rng.sample(support.REPLY_SENTENCES, rng.randint(2, 4))))
@@ -58,7 +82,7 @@ def train_tokenizer(texts: list[str]):
     from transformers import PreTrainedTokenizerFast
 
     model = Tokenizer(models.BPE())
-    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     model.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
@@ -173,8 +197,10 @@ A small Llama-architecture causal language model, pretrained from scratch on CPU
 `demo/make_base_model.py` (seeded) so the demo pipeline has a real base model without downloading one.
 
 - Architecture: `LlamaForCausalLM`, 4 layers, hidden size 192, 6 attention heads with 2 key/value heads
-  (grouped-query attention), SwiGLU MLP of 512, tied input/output embeddings; {stats["parameters"]:,} parameters, fp32.
-- Tokenizer: byte-level BPE, {VOCAB_SIZE} tokens plus {len(SPECIAL_TOKENS)} special tokens; chat template
+  (grouped-query attention), SwiGLU MLP of 512, tied input/output embeddings;
+  {stats["parameters"]:,} parameters, fp32.
+- Tokenizer: byte-level BPE with a prefix space, {VOCAB_SIZE} tokens plus {len(SPECIAL_TOKENS)} special tokens;
+  chat template
   `<|role|>\\ncontent<|end|>\\n`, generation prompt `<|assistant|>\\n`; `<|end|>` is end-of-sequence.
 - Training data: {stats["train_tokens"]:,} tokens of generated customer-support text (tickets, agent
   replies, chat conversations) from `demo/make_support_dataset.py` with seed {CORPUS_SEED} (the demo dataset

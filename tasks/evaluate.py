@@ -13,14 +13,20 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from prefect import task
 from pydantic import BaseModel
 
+from tunegate.caching import stage_cache_policy
+from tunegate.config import EvalConfig, ModelConfig, TaskConfig
+from tunegate.fingerprint import combine, fingerprint_value
 from tunegate.prompting import PromptFormat
+from tunegate.refs import TableRef, write_table
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -55,15 +61,20 @@ def normalize_answer(text: str) -> str:
 
 def per_row_scores(rows: pd.DataFrame, generations: list[str], labels: list[str] | None) -> tuple[str, np.ndarray]:
     """(task metric name, one score per row): exact label match for label tasks, ROUGE-L F1 otherwise."""
+    metric = "accuracy" if labels else "rouge_l"
+    return metric, scores_for_metric(metric, rows, generations)
+
+
+def scores_for_metric(metric: str, rows: pd.DataFrame, generations: list[str]) -> np.ndarray:
+    """Per-row scores of `generations` against the rows' completions: accuracy (0/1) or ROUGE-L F1."""
     predicted = [normalize_answer(g) for g in generations]
     expected = [normalize_answer(c) for c in rows["completion"]]
-    if labels:
-        return "accuracy", np.array([p == e for p, e in zip(predicted, expected, strict=True)], dtype=float)
+    if metric == "accuracy":
+        return np.array([p == e for p, e in zip(predicted, expected, strict=True)], dtype=float)
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    scores = [scorer.score(e, p)["rougeL"].fmeasure for p, e in zip(predicted, expected, strict=True)]
-    return "rouge_l", np.array(scores, dtype=float)
+    return np.array([scorer.score(e, p)["rougeL"].fmeasure for p, e in zip(predicted, expected, strict=True)])
 
 
 def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[str] | None) -> dict[str, float]:
@@ -181,6 +192,7 @@ def evaluate_against_base(
     rows: pd.DataFrame,
     labels: list[str] | None,
     batch_size: int = 16,
+    seed: int = 0,
 ) -> EvalResult:
     """Base (adapters disabled) and fine-tuned (adapters on) predictions on the same rows, compared."""
     max_new_tokens = label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
@@ -188,9 +200,58 @@ def evaluate_against_base(
     with disabled:
         base = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     tuned = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
-    return compare_models(rows, base, tuned, labels)
+    return compare_models(rows, base, tuned, labels, seed)
 
 
 def label_token_budget(tokenizer: Any, labels: list[str]) -> int:
     """Enough new tokens for the longest label plus end-of-sequence and a little slack."""
     return max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels) + 3
+
+
+class EvaluationOutput(BaseModel):
+    """The comparison and the exact rows it was measured on."""
+
+    result: EvalResult
+    rows: TableRef
+
+
+def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int) -> pd.DataFrame:
+    """Rows the task metric is measured on: labelled rows for a label task, else every row; the first max_rows."""
+    chosen = test[test["labelled"].astype(bool)] if labels else test
+    return chosen.head(max_rows).reset_index(drop=True)
+
+
+@task(cache_policy=stage_cache_policy())
+def evaluate_final_model(
+    adapter_dir: str,
+    adapter_fingerprint: str,
+    test: TableRef,
+    model: ModelConfig,
+    task_config: TaskConfig,
+    evaluation: EvalConfig,
+    home: str,
+) -> EvaluationOutput:
+    """Base vs fine-tuned on the held-out test rows; writes the rows and the result under home/eval/<key>/."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = combine(adapter_fingerprint, test.fingerprint, fingerprint_value([model, task_config, evaluation]))[:16]
+    out_dir = Path(home) / "eval" / key
+    rows = evaluation_rows(test.read(), task_config.labels, evaluation.max_rows)
+    rows_ref = write_table(rows, out_dir / "eval_rows.parquet")
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    base = AutoModelForCausalLM.from_pretrained(
+        model.base, use_safetensors=True, trust_remote_code=model.trust_remote_code
+    )
+    tuned = PeftModel.from_pretrained(base, adapter_dir)
+    result = evaluate_against_base(
+        tuned,
+        tokenizer,
+        PromptFormat.load(adapter_dir),
+        rows,
+        task_config.labels,
+        evaluation.batch_size,
+        seed=evaluation.seed,
+    )
+    (out_dir / "evaluation.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    return EvaluationOutput(result=result, rows=rows_ref)

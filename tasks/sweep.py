@@ -46,6 +46,7 @@ class SweepResult(BaseModel):
     best_params: dict[str, float | int]
     best_value: float
     trial_steps_total: int
+    trials_run: int = 0  # trial tasks this run executed (not served from cache)
 
 
 def study_name(
@@ -212,6 +213,7 @@ def run_sweep(
         }
     )
     study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
+    trials_run = 0
     while (missing := sweep.n_trials - finished_trials(study)) > 0:
         asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
         futures = [
@@ -220,12 +222,13 @@ def run_sweep(
         ]
         for trial, future in zip(asked, futures, strict=True):
             outcome = future.result()
+            trials_run += future.state.name != "Cached"
             trial.set_user_attr("steps", outcome.steps)
             if outcome.state == "pruned":
                 study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial.number, outcome.value)
-    return summarize_study(study, name, storage)
+    return summarize_study(study, name, storage).model_copy(update={"trials_run": trials_run})
 
 
 def finished_trials(study: Any) -> int:
@@ -251,7 +254,7 @@ def summarize_study(study: Any, name: str, storage: str) -> SweepResult:
     )
 
 
-def log_study_plots(name: str, storage: str, sweep: SweepConfig, client: Any, run_id: str, out_dir: Path) -> list[str]:
+def log_study_plots(name: str, storage: str, sweep: SweepConfig, tracking: dict[str, str], out_dir: Path) -> list[str]:
     """Optimization history, parameter importances and the rank × learning-rate contour, as one HTML artifact
     (`sweep/sweep_report.html`) that embeds plotly.js once, so it opens offline."""
     from optuna import visualization
@@ -273,5 +276,5 @@ def log_study_plots(name: str, storage: str, sweep: SweepConfig, client: Any, ru
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "sweep_report.html"
     report.write_text(f"<html><body><h1>Study {name}</h1>{''.join(sections)}</body></html>", encoding="utf-8")
-    client.log_artifact(run_id, str(report), artifact_path="sweep")
+    mlflow_client(tracking["uri"]).log_artifact(tracking["parent_run_id"], str(report), artifact_path="sweep")
     return drawn

@@ -19,13 +19,18 @@ from typing import Any
 
 import pandas as pd
 import torch
+from prefect import task
 from pydantic import BaseModel
 from transformers import TrainerCallback
 
+from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
+from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
 from tunegate.prompting import PromptFormat
+from tunegate.refs import TableRef
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.tracking import MlflowMetrics, mlflow_client, start_child_run
 
 ADAPTER_DIR, CHECKPOINT_DIR = "adapter", "checkpoints"
 EvaluationHook = Callable[[int, float], None]
@@ -265,3 +270,35 @@ class Throughput(TrainerCallback):
 
     def tokens_per_second(self) -> float:
         return round(self.tokens / self.seconds, 1) if self.seconds else 0.0
+
+
+class TrainedModel(BaseModel):
+    """The final run's result and the content fingerprint of its saved weights."""
+
+    result: TrainResult
+    adapter_fingerprint: str
+
+
+@task(cache_policy=stage_cache_policy(excluded=("tracking",)))
+def train_final_model(
+    train: TableRef, val: TableRef, model: ModelConfig, train_config: TrainConfig, home: str, tracking: dict[str, str]
+) -> TrainedModel:
+    """The full-budget run with the sweep's best params, as the nested MLflow run `final-training`."""
+    key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, train_config]))[:16]
+    client = mlflow_client(tracking["uri"])
+    run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), "final-training")
+    for name in ("lora_r", "learning_rate", "method", "max_steps", "batch_size", "gradient_accumulation_steps"):
+        client.log_param(run_id, name, getattr(train_config, name))
+    result = run_training(
+        train.read(),
+        val.read(),
+        model,
+        train_config,
+        Path(home) / "train" / key,
+        on_evaluate=lambda step, loss: client.log_metric(run_id, "val_loss", loss, step=step),
+        callbacks=[MlflowMetrics(client, run_id)],
+    )
+    for name in ("tokens_per_second", "peak_memory_mb", "best_val_loss", "overlength_rows"):
+        client.log_metric(run_id, name, float(getattr(result, name)))
+    client.set_terminated(run_id)
+    return TrainedModel(result=result, adapter_fingerprint=fingerprint_directory(result.adapter_dir))

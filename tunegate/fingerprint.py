@@ -37,3 +37,12 @@ def fingerprint_value(value: Any) -> str:
 def combine(*fingerprints: str) -> str:
     """One fingerprint for several, order-sensitive."""
     return hashlib.sha256("\n".join(fingerprints).encode()).hexdigest()
+
+
+def fingerprint_directory(path: str | Path) -> str:
+    """sha256 over (relative path, content sha256) of every file below `path`, in sorted order."""
+    root = Path(path)
+    manifest = [
+        f"{p.relative_to(root).as_posix()}:{fingerprint_file(p)}" for p in sorted(root.rglob("*")) if p.is_file()
+    ]
+    return combine(*manifest)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel
 
 from tasks.deduplicate import DedupResult
 from tasks.ingest import IngestResult
 from tasks.split import SplitResult
 from tasks.validate import ValidationResult
 from tunegate.accounting import RowCounts
+from tunegate.fingerprint import combine
+from tunegate.refs import TableRef
 from tunegate.stages import StageLog
 
 
@@ -104,4 +107,103 @@ def render_data_report(summary: dict[str, Any]) -> str:
     lines.append(f"  duplicates: {data['files']['duplicates']}")
     if validation["data_docs"]:
         lines.append(f"  data docs:  {validation['data_docs']}")
+    return "\n".join(lines)
+
+
+class SplitRefs(BaseModel):
+    """The data flow's three splits as references, and one fingerprint for all three."""
+
+    train: TableRef
+    val: TableRef
+    test: TableRef
+    data_fingerprint: str
+
+
+def split_refs(data_summary_: dict[str, Any]) -> SplitRefs:
+    data = data_summary_["data"]
+    refs = {
+        name: TableRef(path=data["files"][name], fingerprint=data["fingerprints"][name], rows=data[name])
+        for name in ("train", "val", "test")
+    }
+    return SplitRefs(**refs, data_fingerprint=combine(*(refs[n].fingerprint for n in ("train", "val", "test"))))
+
+
+def finetune_summary(
+    data: dict[str, Any],
+    sweep: Any,
+    trained: Any,
+    evaluation: Any,
+    registered: Any,
+    tracking: dict[str, str],
+    stages: StageLog,
+) -> dict[str, Any]:
+    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract."""
+    metric = evaluation.task_metric
+    return {
+        **data,
+        "sweep": {
+            **sweep.model_dump(include={"study_name", "storage", "n_trials", "n_pruned", "best_value"}),
+            "best_params": sweep.best_params,
+            "trial_steps_total": sweep.trial_steps_total,
+            "trials_run": sweep.trials_run,
+        },
+        "train": {
+            **trained.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
+            "best_val_loss": trained.best_val_loss,
+            "overlength_rows": trained.overlength_rows,
+            "adapter_dir": trained.adapter_dir,
+        },
+        "eval": {
+            "task_metric": metric,
+            "rows": evaluation.rows,
+            "base": evaluation.base,
+            "finetuned": evaluation.finetuned,
+            "delta": evaluation.delta,
+            "delta_ci95": list(evaluation.delta_ci95),
+            "examples": evaluation.examples,
+        },
+        "registry": registered.model_dump(),
+        "mlflow": {
+            "tracking_uri": tracking["uri"],
+            "run_id": tracking["parent_run_id"],
+            "experiment_id": tracking["experiment_id"],
+            "metrics": {
+                f"base_{metric}": evaluation.base[metric],
+                f"finetuned_{metric}": evaluation.finetuned[metric],
+                f"delta_{metric}": evaluation.delta,
+                "best_val_loss": trained.best_val_loss,
+            },
+        },
+        "timings": dict(stages.timings),
+        "cache_hits": list(stages.cache_hits),
+    }
+
+
+def render_finetune_report(summary: dict[str, Any]) -> str:
+    """The data report, then best params, base vs fine-tuned, the registry decision and where to look."""
+    sweep, train, evaluation, registry = summary["sweep"], summary["train"], summary["eval"], summary["registry"]
+    metric = evaluation["task_metric"]
+    low, high = evaluation["delta_ci95"]
+    lines = [
+        render_data_report(summary),
+        "",
+        "Model report",
+        "------------",
+        f"  sweep: {sweep['n_trials']} trials ({sweep['n_pruned']} pruned, {sweep['trial_steps_total']} trial steps); "
+        f"best lora_r={sweep['best_params']['lora_r']}, learning_rate={sweep['best_params']['learning_rate']:.2e}, "
+        f"val_loss={sweep['best_value']:.4f}",
+        f"  train: {train['steps']} steps, {train['tokens_per_second']:,.0f} tokens/s, "
+        f"peak {train['peak_memory_mb']:,.0f} MB, best val_loss {train['best_val_loss']:.4f}, "
+        f"resumed from step {train['resumed_from_step']}",
+        f"  {'':<12}{metric:>12}{'loss':>10}",
+        f"  {'base':<12}{evaluation['base'][metric]:>12.3f}{evaluation['base']['loss']:>10.3f}",
+        f"  {'fine-tuned':<12}{evaluation['finetuned'][metric]:>12.3f}{evaluation['finetuned']['loss']:>10.3f}",
+        f"  delta {metric} {evaluation['delta']:+.3f} (95% CI {low:+.3f} .. {high:+.3f}) "
+        f"on {evaluation['rows']} test rows",
+        f"  registry: {registry['model_name']} v{registry['version']} → {', '.join(registry['aliases'])}: "
+        f"{registry['reason']}",
+        f"  MLflow: mlflow ui --backend-store-uri {summary['mlflow']['tracking_uri']}  "
+        f"(run {summary['mlflow']['run_id']})",
+        f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
+    ]
     return "\n".join(lines)

@@ -16,6 +16,12 @@ class StageLog:
     timings: dict[str, float] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
 
+    def record(self, name: str, seconds: float, cached: bool) -> None:
+        """Record a stage that is not a single task (the sweep: many trial tasks)."""
+        self.timings[name] = round(seconds, 3)
+        if cached:
+            self.cache_hits.append(name)
+
     def run(self, name: str, stage: Task, *args: Any, **kwargs: Any) -> Any:
         """Call `stage` (blocking), record it, and return its result; a failed stage raises its error."""
         started = time.perf_counter()

@@ -65,3 +65,33 @@ class MlflowMetrics(TrainerCallback):
         for key, name in TRAINER_METRIC_NAMES.items():
             if logs and isinstance(logs.get(key), int | float):
                 self.client.log_metric(self.run_id, name, float(logs[key]), step=state.global_step)
+
+
+def open_pipeline_run(
+    config: PipelineConfig, flow_run_id: str, flow_run_name: str, data_fingerprint: str
+) -> dict[str, str]:
+    """The parent MLflow run of one pipeline run; trials and the final training nest under it."""
+    uri = tracking_uri(config)
+    home = config.home_path()
+    home.mkdir(parents=True, exist_ok=True)
+    client = mlflow_client(uri)
+    experiment = experiment_id(client, config.name, home)
+    run_id = start_child_run(
+        client,
+        experiment,
+        None,
+        f"{config.name} {flow_run_name}",
+        tags={
+            "prefect.flow_run_id": flow_run_id,
+            "prefect.flow_run_name": flow_run_name,
+            "data_fingerprint": data_fingerprint,
+        },
+    )
+    return {"uri": uri, "experiment_id": experiment, "parent_run_id": run_id}
+
+
+def close_pipeline_run(tracking: dict[str, str], metrics: dict[str, float], status: str = "FINISHED") -> None:
+    client = mlflow_client(tracking["uri"])
+    for name, value in metrics.items():
+        client.log_metric(tracking["parent_run_id"], name, float(value))
+    client.set_terminated(tracking["parent_run_id"], status=status)

@@ -1,6 +1,8 @@
 """The committed demo base model loads like a Hub model, from safetensors, and was really pretrained."""
 
 import json
+import random
+import sys
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -37,5 +39,13 @@ def test_pretrained_weights_predict_support_text_far_better_than_random_weights(
     torch.manual_seed(0)
     random_weights = AutoModelForCausalLM.from_config(pretrained.config)
     tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL)
-    text = "I was charged twice for my order and I would like a refund of the duplicate payment."
-    assert perplexity(pretrained, tokenizer, text) * 10 < perplexity(random_weights, tokenizer, text)
+    text = held_out_ticket()
+    assert perplexity(pretrained, tokenizer, text) * 100 < perplexity(random_weights, tokenizer, text)
+
+
+def held_out_ticket() -> str:
+    """A support ticket from the generator with a seed neither the corpus (1) nor its held-out set (2) used."""
+    sys.path.insert(0, str(REPO / "demo"))
+    import make_support_dataset
+
+    return make_support_dataset.make_ticket("billing", random.Random(12345))

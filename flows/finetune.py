@@ -1,0 +1,79 @@
+"""The whole DAG: data stages → Optuna sweep → final training → evaluation vs base → gated MLflow registration.
+
+python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.prepare_data import prepare_data
+from tasks.evaluate import evaluate_final_model
+from tasks.register import lineage_tags, register_model
+from tasks.sweep import log_study_plots, run_sweep, storage_url, study_name
+from tasks.train import train_final_model
+from tunegate.cli import run_cli
+from tunegate.config import PipelineConfig
+from tunegate.report import finetune_summary, render_finetune_report, split_refs
+from tunegate.runners import flow_with_task_runner
+from tunegate.stages import StageLog
+from tunegate.tracking import close_pipeline_run, open_pipeline_run
+
+
+@flow(name="finetune")
+def finetune(config: PipelineConfig) -> dict[str, Any]:
+    """Raw data in, an evaluated model version registered (champion only if it is better); returns the summary."""
+    data = prepare_data(config)
+    splits = split_refs(data)
+    home = str(config.home_path())
+    stages = StageLog(timings=dict(data["timings"]), cache_hits=list(data["cache_hits"]))
+    tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), splits.data_fingerprint)
+    study = study_name(config.name, splits.data_fingerprint, config.model, config.train, config.sweep)
+    storage = storage_url(config.sweep, config.home_path())
+    started = time.perf_counter()
+    sweep = run_sweep(
+        study, storage, config.sweep, splits.train, splits.val, config.model, config.train, home, tracking
+    )
+    stages.record("sweep", time.perf_counter() - started, cached=sweep.trials_run == 0)
+    log_study_plots(study, storage, config.sweep, tracking, config.home_path() / "sweeps" / study)
+    best = config.train.model_copy(update=sweep.best_params)
+    trained = stages.run("train", train_final_model, splits.train, splits.val, config.model, best, home, tracking)
+    evaluated = stages.run(
+        "evaluate",
+        evaluate_final_model,
+        trained.result.adapter_dir,
+        trained.adapter_fingerprint,
+        splits.test,
+        config.model,
+        config.task,
+        config.eval,
+        home,
+    )
+    lineage = lineage_tags(
+        splits.data_fingerprint, data["validation"]["success"], study, sweep.best_params, str(flow_run.id)
+    )
+    registered = stages.run(
+        "register",
+        register_model,
+        trained.result.adapter_dir,
+        trained.adapter_fingerprint,
+        evaluated.result,
+        evaluated.rows,
+        config.model,
+        config.registry,
+        config.registry.model_name or config.name,
+        lineage,
+        tracking,
+    )
+    summary = finetune_summary(data, sweep, trained.result, evaluated.result, registered, tracking, stages)
+    close_pipeline_run(tracking, summary["mlflow"]["metrics"])
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(flow_with_task_runner(finetune), render_finetune_report, __doc__))

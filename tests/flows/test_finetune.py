@@ -1,0 +1,128 @@
+"""The whole DAG on the demo data with tiny budgets: real Prefect, GX, Optuna, training, MLflow (SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flows.finetune import finetune
+from tests.conftest import DEMO_DATA, REPO
+from tunegate.config import load_config
+from tunegate.tracking import mlflow_client
+
+TINY = [
+    "sweep.n_trials=3",
+    "sweep.trial_max_steps=4",
+    "sweep.trial_eval_steps=2",
+    "train.max_steps=6",
+    "train.eval_steps=3",
+    "train.save_steps=3",
+    "train.max_eval_rows=32",
+    "eval.max_rows=24",
+    "registry.min_gain_over_base=-1.0",  # promote whatever six steps achieve: the gate has its own tests
+]
+FULL_KEYS = [
+    "sweep.n_trials",
+    "sweep.n_pruned",
+    "sweep.best_params.lora_r",
+    "sweep.best_params.learning_rate",
+    "sweep.best_value",
+    "sweep.trial_steps_total",
+    "train.steps",
+    "train.tokens_per_second",
+    "train.peak_memory_mb",
+    "train.resumed_from_step",
+    "eval.task_metric",
+    "eval.base.loss",
+    "eval.finetuned.loss",
+    "eval.delta_ci95",
+    "registry.model_name",
+    "registry.version",
+    "registry.aliases",
+    "registry.promoted",
+    "registry.reason",
+    "mlflow.tracking_uri",
+    "mlflow.run_id",
+]
+
+
+def lookup(summary: dict, dotted: str):
+    for key in dotted.split("."):
+        summary = summary[key]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    home = tmp_path_factory.mktemp("finetune-home")
+    config = load_config(
+        REPO / "deployments" / "demo.yaml",
+        [
+            f"home={home}",
+            f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",
+            f"data.sources.1.path={DEMO_DATA / 'replies.jsonl'}",
+            *TINY,
+        ],
+    )
+    return finetune(config), finetune(config)
+
+
+def test_summary_has_every_contract_key(tiny_runs):
+    first, _ = tiny_runs
+    assert [key for key in FULL_KEYS if not isinstance(lookup(first, key), int | float | str | list | bool)] == []
+    assert first["sweep"]["n_trials"] == 3
+    assert first["eval"]["task_metric"] == "accuracy" and "accuracy" in first["eval"]["base"]
+    assert first["train"]["steps"] == 6 and first["train"]["resumed_from_step"] == 0
+    assert first["registry"]["version"] == "1" and first["registry"]["promoted"] is True
+    assert first["registry"]["aliases"] == ["champion"]
+
+
+def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_runs):
+    first, _ = tiny_runs
+    client = mlflow_client(first["mlflow"]["tracking_uri"])
+    children = client.search_runs(
+        [first["mlflow"]["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{first['mlflow']['run_id']}'"
+    )
+    names = sorted(run.info.run_name for run in children)
+    assert names == ["final-training", "trial-0", "trial-1", "trial-2"]
+    trial = next(run for run in children if run.info.run_name == "trial-0")
+    assert set(trial.data.params) == {"lora_r", "learning_rate"}
+    assert [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")][:1] == [2]
+    parent = client.get_run(first["mlflow"]["run_id"])
+    assert parent.data.tags["prefect.flow_run_id"]
+    assert "sweep/sweep_report.html" in [a.path for a in client.list_artifacts(parent.info.run_id, "sweep")]
+
+
+def test_rerun_is_served_from_cache_and_moves_no_alias(tiny_runs):
+    first, again = tiny_runs
+    assert again["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+    assert again["registry"]["version"] == first["registry"]["version"]
+    client = mlflow_client(first["mlflow"]["tracking_uri"])
+    versions = client.search_model_versions(f"name = '{first['registry']['model_name']}'")
+    assert [str(v.version) for v in versions] == ["1"]
+
+
+def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
+    first, _ = tiny_runs
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({first['mlflow']['tracking_uri']!r})\n"
+        f"model = mlflow.pyfunc.load_model('models:/{first['registry']['model_name']}@champion')\n"
+        "out = model.predict(pd.DataFrame({'prompt': ['My parcel never arrived.', 'I was charged twice.']}))\n"
+        "print(json.dumps(list(out)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    generations = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(generations) == 2 and all(isinstance(g, str) for g in generations)

@@ -1,0 +1,25 @@
+from tasks.sweep import open_study, search_space, storage_url, study_name
+from tunegate.config import ModelConfig, SweepConfig, TrainConfig
+
+
+def test_study_name_follows_data_and_search_not_trial_count_or_runner():
+    base = study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig())
+    assert base.startswith("demo-") and len(base) == len("demo-") + 12
+    assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(n_trials=50, parallel_trials=4)) == base
+    assert study_name("demo", "fp1", ModelConfig(), TrainConfig(lora_r=32, learning_rate=1.0), SweepConfig()) == base
+    assert study_name("demo", "fp2", ModelConfig(), TrainConfig(), SweepConfig()) != base
+    assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(lora_ranks=[8])) != base
+
+
+def test_study_is_seeded_and_continued_from_its_journal(tmp_path):
+    sweep = SweepConfig(seed=7)
+    storage = storage_url(sweep, tmp_path)
+    assert storage == f"journal:{tmp_path / 'optuna' / 'journal.log'}"
+    first = open_study("s", storage, sweep)
+    asked = [first.ask(search_space(sweep)).params for _ in range(3)]
+    again = open_study("s", storage, sweep)
+    assert len(again.trials) == 3
+    assert [t.params for t in again.trials] == asked
+    assert {p["lora_r"] for p in asked} <= {4, 8, 16, 32}
+    assert all(1e-4 <= p["learning_rate"] <= 1e-2 for p in asked)
+    assert type(first.pruner).__name__ == "SuccessiveHalvingPruner"
