@@ -7,3 +7,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # The first ephemeral-server start in a fresh PREFECT_HOME runs migrations: ~23 s measured, 75 s reported.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# Weight-loading progress bars and MLflow's INFO lines drown the run report; the Trainer's own progress bar stays.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

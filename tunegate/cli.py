@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,12 +62,6 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
         file_handler.close()
 
 
-def quiet_library_output() -> None:
-    """Before the libraries load: no weight-loading bars (the Trainer's own progress bar stays), no MLflow INFO."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-
-
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -81,11 +74,9 @@ def run_cli(
     argv: list[str] | None = None,
 ) -> int:
     """Parse arguments, run the flow, print its report, write the summary; returns the exit code."""
-    args = build_parser(description).parse_args(argv)
-    if not args.verbose:
-        quiet_library_output()
     import prefect  # noqa: F401  (sets up Prefect's logging before we re-route it)
 
+    args = build_parser(description).parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
     except InputError as exc:
