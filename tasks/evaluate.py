@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -186,20 +185,24 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
 
 
 def evaluate_against_base(
-    peft_model: Any,
+    tuned_model: Any,
     tokenizer: Any,
     prompt_format: PromptFormat,
     rows: pd.DataFrame,
     labels: list[str] | None,
     batch_size: int = 16,
     seed: int = 0,
+    base_model: Any | None = None,
 ) -> EvalResult:
-    """Base (adapters disabled) and fine-tuned (adapters on) predictions on the same rows, compared."""
+    """Base and fine-tuned predictions on the same rows, compared. The base is `base_model` when given
+    (full fine-tuning), else the tuned PEFT model with its adapters disabled."""
     max_new_tokens = label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
-    disabled = peft_model.disable_adapter() if hasattr(peft_model, "disable_adapter") else nullcontext()
-    with disabled:
-        base = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
-    tuned = predict(peft_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    if base_model is not None:
+        base = predict(base_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    else:
+        with tuned_model.disable_adapter():
+            base = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    tuned = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     return compare_models(rows, base, tuned, labels, seed)
 
 
@@ -240,10 +243,12 @@ def evaluate_final_model(
     rows = evaluation_rows(test.read(), task_config.labels, evaluation.max_rows)
     rows_ref = write_table(rows, out_dir / "eval_rows.parquet")
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-    base = AutoModelForCausalLM.from_pretrained(
-        model.base, use_safetensors=True, trust_remote_code=model.trust_remote_code
-    )
-    tuned = PeftModel.from_pretrained(base, adapter_dir)
+    load = {"use_safetensors": True, "trust_remote_code": model.trust_remote_code}
+    base = AutoModelForCausalLM.from_pretrained(model.base, **load)
+    if (Path(adapter_dir) / "adapter_config.json").is_file():
+        tuned, separate_base = PeftModel.from_pretrained(base, adapter_dir), None
+    else:  # full fine-tuning saved whole weights
+        tuned, separate_base = AutoModelForCausalLM.from_pretrained(adapter_dir, **load), base
     result = evaluate_against_base(
         tuned,
         tokenizer,
@@ -252,6 +257,7 @@ def evaluate_final_model(
         task_config.labels,
         evaluation.batch_size,
         seed=evaluation.seed,
+        base_model=separate_base,
     )
     (out_dir / "evaluation.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return EvaluationOutput(result=result, rows=rows_ref)

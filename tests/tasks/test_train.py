@@ -97,3 +97,39 @@ def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path):
     again = subprocess.run([sys.executable, str(script), str(out)], env=env, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"RESUMED {killed_at} STEPS 60" in again.stdout
+
+
+def test_full_fine_tuning_saves_whole_weights_and_trains_every_parameter(tmp_path):
+    from safetensors.torch import load_file as load_weights
+    from transformers import AutoModelForCausalLM
+
+    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3, "max_steps": 4, "eval_steps": 2})
+    result = run_training(ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, tmp_path)
+    saved = load_weights(Path(result.adapter_dir) / "model.safetensors")
+    base = AutoModelForCausalLM.from_pretrained(BASE_MODEL, use_safetensors=True).state_dict()
+    unchanged = [name for name, tensor in saved.items() if torch.equal(tensor, base[name])]
+    # RMSNorm weights get gradients too; nothing stays at its pretrained value.
+    assert unchanged == []
+    assert not (Path(result.adapter_dir) / "adapter_config.json").exists()
+
+
+def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
+    from tasks.evaluate import evaluate_final_model
+    from tunegate.config import EvalConfig, TaskConfig
+    from tunegate.fingerprint import fingerprint_directory
+    from tunegate.refs import write_table
+
+    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3, "max_steps": 4, "eval_steps": 2})
+    trained = run_training(ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, tmp_path)
+    test = write_table(ticket_rows(8, skip=40).assign(labelled=True), tmp_path / "test.parquet")
+    output = evaluate_final_model.fn(
+        trained.adapter_dir,
+        fingerprint_directory(trained.adapter_dir),
+        test,
+        ModelConfig(base=BASE_MODEL),
+        TaskConfig(labels=sorted(LABELS)),
+        EvalConfig(max_rows=8, batch_size=8),
+        str(tmp_path),
+    )
+    assert output.rows.rows == 8 and output.result.rows == 8
+    assert output.result.finetuned["loss"] < output.result.base["loss"]
