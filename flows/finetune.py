@@ -18,7 +18,7 @@ from tasks.register import lineage_tags, register_model
 from tasks.sweep import log_study_plots, run_sweep, storage_url, study_name
 from tasks.train import train_final_model
 from tunegate.cli import run_cli
-from tunegate.config import PipelineConfig
+from tunegate.config import PipelineConfig, pipeline_fingerprint
 from tunegate.report import finetune_summary, render_finetune_report, split_refs
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
@@ -26,8 +26,10 @@ from tunegate.tracking import close_pipeline_run, open_pipeline_run
 
 
 @flow(name="finetune")
-def finetune(config: PipelineConfig) -> dict[str, Any]:
-    """Raw data in, an evaluated model version registered (champion only if it is better); returns the summary."""
+def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | None = None) -> dict[str, Any]:
+    """Raw data in, an evaluated model version registered (champion only if it is better); returns the summary.
+
+    `warm_start`: sweep params to try first (retraining passes the previous study's best trials)."""
     data = prepare_data(config)
     splits = split_refs(data)
     home = str(config.home_path())
@@ -37,7 +39,7 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
     storage = storage_url(config.sweep, config.home_path())
     started = time.perf_counter()
     sweep = run_sweep(
-        study, storage, config.sweep, splits.train, splits.val, config.model, config.train, home, tracking
+        study, storage, config.sweep, splits.train, splits.val, config.model, config.train, home, tracking, warm_start
     )
     stages.record("sweep", time.perf_counter() - started, cached=sweep.trials_run == 0)
     log_study_plots(study, storage, config.sweep, tracking, config.home_path() / "sweeps" / study)
@@ -55,7 +57,13 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
         home,
     )
     lineage = lineage_tags(
-        splits.data_fingerprint, data["validation"]["success"], study, sweep.best_params, str(flow_run.id)
+        splits.data_fingerprint,
+        data["validation"]["success"],
+        study,
+        sweep.best_params,
+        str(flow_run.id),
+        data["data"]["source_fingerprint"],
+        pipeline_fingerprint(config),
     )
     registered = stages.run(
         "register",

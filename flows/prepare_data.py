@@ -37,7 +37,7 @@ def prepare_data(config: PipelineConfig) -> dict[str, Any]:
     if split.test_train_near_duplicates:
         raise LeakageError(f"{split.test_train_near_duplicates} val/test rows have a near duplicate in train")
     counts = balanced_row_counts(ingested, validated, deduped, split)
-    summary = data_summary(counts, ingested, validated, deduped, split, stages)
+    summary = data_summary(counts, ingested, validated, deduped, split, stages, pinned)
     publish_data_artifact(summary)
     return summary
 

@@ -130,10 +130,18 @@ def promotion_decision(
 
 
 def lineage_tags(
-    data_fingerprint: str, validation_success: bool, study: str, best_params: dict, flow_run_id: str
+    data_fingerprint: str,
+    validation_success: bool,
+    study: str,
+    best_params: dict,
+    flow_run_id: str,
+    source_fingerprint: str,
+    config_fingerprint: str,
 ) -> dict[str, str]:
     return {
         "data_fingerprint": data_fingerprint,
+        "source_fingerprint": source_fingerprint,
+        "config_fingerprint": config_fingerprint,
         "gx_validation_success": str(validation_success).lower(),
         "optuna_study": study,
         "best_params": json.dumps(best_params, sort_keys=True),

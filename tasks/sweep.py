@@ -199,11 +199,15 @@ def run_sweep(
     train_config: TrainConfig,
     home: str,
     tracking: dict[str, str],
+    warm_start: list[dict[str, float | int]] | None = None,
 ) -> SweepResult:
-    """Top the study up to n_trials, `parallel_trials` at a time through the flow's task runner."""
+    """Top the study up to n_trials, `parallel_trials` at a time through the flow's task runner; `warm_start`
+    params (a previous study's best) are enqueued first, once."""
     import optuna
 
     study = open_study(name, storage, sweep)
+    for params in warm_start or []:
+        study.enqueue_trial(params, skip_if_exists=True)
     budget = train_config.model_copy(
         update={
             "max_steps": sweep.trial_max_steps,
@@ -229,6 +233,18 @@ def run_sweep(
             else:
                 study.tell(trial.number, outcome.value)
     return summarize_study(study, name, storage).model_copy(update={"trials_run": trials_run})
+
+
+def best_trials_of(name: str, storage: str, sweep: SweepConfig, count: int) -> list[dict[str, float | int]]:
+    """Params of a study's `count` best finished trials (for warm-starting its successor); [] if it has none."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=optuna_storage(storage))
+    except KeyError:
+        return []
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    return [dict(t.params) for t in sorted(done, key=lambda t: t.value)[:count]]
 
 
 def finished_trials(study: Any) -> int:

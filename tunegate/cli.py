@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunegate.config import PipelineConfig, load_config
+from tunegate.config import load_config
 from tunegate.errors import InputError
 from tunegate.report import failed_summary
 
@@ -24,7 +24,7 @@ EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
 log = logging.getLogger("tunegate")
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
+def build_parser(description: str, flags: dict[str, str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline config YAML, e.g. deployments/demo.yaml")
     parser.add_argument(
@@ -37,6 +37,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--summary-out", type=Path, help="write the run summary JSON here, also for failed runs")
     parser.add_argument("--verbose", action="store_true", help="also show Prefect's own logs in the terminal")
+    for name, help_text in (flags or {}).items():
+        parser.add_argument(f"--{name}", action="store_true", help=help_text)
     return parser
 
 
@@ -68,15 +70,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_cli(
-    flow_fn: Callable[[PipelineConfig], dict[str, Any]],
+    flow_fn: Callable[..., dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
     description: str,
     argv: list[str] | None = None,
+    flags: dict[str, str] | None = None,
 ) -> int:
     """Parse arguments, run the flow, print its report, write the summary; returns the exit code."""
     import prefect  # noqa: F401  (sets up Prefect's logging before we re-route it)
 
-    args = build_parser(description).parse_args(argv)
+    args = build_parser(description, flags).parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
     except InputError as exc:
@@ -85,7 +88,7 @@ def run_cli(
     debug_log = config.home_path() / "logs" / "debug.log"
     with logs_routed_to(debug_log, args.verbose):
         try:
-            summary = flow_fn(config)
+            summary = flow_fn(config, **{name: getattr(args, name) for name in flags or {}})
         except Exception as exc:
             return report_failure(exc, debug_log, args.summary_out)
     print(render(summary))

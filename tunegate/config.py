@@ -301,3 +301,13 @@ def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:
         raise InputError(
             f"{origin}: field {field}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})"
         ) from exc
+
+
+def pipeline_fingerprint(config: PipelineConfig) -> str:
+    """What a trained model depends on in the config: everything but where outputs go and the trial count."""
+    from tunegate.fingerprint import fingerprint_value
+
+    relevant = config.model_dump(
+        mode="json", exclude={"home": True, "sweep": {"n_trials", "parallel_trials", "task_runner"}}
+    )
+    return fingerprint_value(relevant)

@@ -24,6 +24,7 @@ def data_summary(
     deduped: DedupResult,
     split: SplitResult,
     stages: StageLog,
+    pinned: list[Any],
 ) -> dict[str, Any]:
     """The data part of the summary contract (keys listed in the data-stages issue)."""
     return {
@@ -41,6 +42,7 @@ def data_summary(
                 "test": split.test.path,
             },
             "fingerprints": {name: getattr(split, name).fingerprint for name in ("train", "val", "test")},
+            "source_fingerprint": combine(*(source.fingerprint for source in pinned)),
         },
         "validation": {
             "success": validated.success,

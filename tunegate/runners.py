@@ -32,10 +32,10 @@ def task_runner_for(sweep: SweepConfig) -> Any:
         ) from exc
 
 
-def flow_with_task_runner(pipeline_flow: Flow) -> Callable[[PipelineConfig], Any]:
-    """Call the flow with the task runner its config asks for."""
+def flow_with_task_runner(pipeline_flow: Flow) -> Callable[..., Any]:
+    """Call the flow with the task runner its config asks for (other flow parameters pass through)."""
 
-    def run(config: PipelineConfig) -> Any:
-        return pipeline_flow.with_options(task_runner=task_runner_for(config.sweep))(config)
+    def run(config: PipelineConfig, **parameters: Any) -> Any:
+        return pipeline_flow.with_options(task_runner=task_runner_for(config.sweep))(config, **parameters)
 
     return run

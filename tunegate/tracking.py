@@ -95,3 +95,15 @@ def close_pipeline_run(tracking: dict[str, str], metrics: dict[str, float], stat
     for name, value in metrics.items():
         client.log_metric(tracking["parent_run_id"], name, float(value))
     client.set_terminated(tracking["parent_run_id"], status=status)
+
+
+def champion_tags(config: PipelineConfig) -> dict[str, str] | None:
+    """Tags of the registered model's current champion version, or None when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow_client(tracking_uri(config))
+    try:
+        version = client.get_model_version_by_alias(config.registry.model_name or config.name, "champion")
+    except MlflowException:
+        return None
+    return {**(version.tags or {}), "version": str(version.version)}

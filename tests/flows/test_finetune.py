@@ -57,9 +57,9 @@ def lookup(summary: dict, dotted: str):
 
 
 @pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory):
+def tiny_config(tmp_path_factory):
     home = tmp_path_factory.mktemp("finetune-home")
-    config = load_config(
+    return load_config(
         REPO / "deployments" / "demo.yaml",
         [
             f"home={home}",
@@ -68,7 +68,11 @@ def tiny_runs(tmp_path_factory):
             *TINY,
         ],
     )
-    return finetune(config), finetune(config)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_config):
+    return finetune(tiny_config), finetune(tiny_config)
 
 
 def test_summary_has_every_contract_key(tiny_runs):
@@ -126,3 +130,20 @@ def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
     assert result.returncode == 0, result.stderr[-3000:]
     generations = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(generations) == 2 and all(isinstance(g, str) for g in generations)
+
+
+def test_retrain_skips_when_the_champion_saw_these_data_and_this_config(tiny_runs, tiny_config):
+    from flows.retrain import SKIPPED, retrain
+
+    state = retrain(tiny_config, return_state=True)
+    assert state.message == SKIPPED
+    assert state.result() == {"status": "skipped", "reason": SKIPPED, "champion_version": "1"}
+
+
+def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny_config):
+    from flows.retrain import retrain
+
+    summary = retrain(tiny_config, force=True)
+    assert summary["status"] == "ok"
+    assert summary["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+    assert summary["registry"]["version"] == "1"

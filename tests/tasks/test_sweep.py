@@ -1,4 +1,4 @@
-from tasks.sweep import open_study, search_space, storage_url, study_name
+from tasks.sweep import best_trials_of, open_study, search_space, storage_url, study_name
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 
 
@@ -23,3 +23,17 @@ def test_study_is_seeded_and_continued_from_its_journal(tmp_path):
     assert {p["lora_r"] for p in asked} <= {4, 8, 16, 32}
     assert all(1e-4 <= p["learning_rate"] <= 1e-2 for p in asked)
     assert type(first.pruner).__name__ == "SuccessiveHalvingPruner"
+
+
+def test_best_trials_of_a_finished_study_seed_its_successor(tmp_path):
+    sweep = SweepConfig(seed=3)
+    storage = storage_url(sweep, tmp_path)
+    study = open_study("previous", storage, sweep)
+    for rank, loss in [(4, 2.0), (8, 1.0), (16, 3.0)]:
+        study.enqueue_trial({"lora_r": rank, "learning_rate": 1e-3})
+        study.tell(study.ask(search_space(sweep)).number, loss)
+    assert best_trials_of("previous", storage, sweep, count=2) == [
+        {"lora_r": 8, "learning_rate": 1e-3},
+        {"lora_r": 4, "learning_rate": 1e-3},
+    ]
+    assert best_trials_of("no-such-study", storage, sweep, count=2) == []

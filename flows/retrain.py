@@ -1,0 +1,63 @@
+"""The cron entry: retrain only when the data or the config changed since the champion was trained.
+
+    python -m flows.retrain --config deployments/demo.yaml [--set ...] [--force] [--summary-out FILE]
+
+It fingerprints the configured sources; when the champion was trained on the same bytes with the same
+config it ends at once as "skipped: data unchanged" (the Prefect state message and the summary say so).
+Otherwise it runs the whole finetune DAG, warm-starting the sweep with the previous study's best trials.
+`force=True` always retrains.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from prefect import flow
+from prefect.states import Completed
+
+from flows.finetune import finetune
+from tasks.ingest import fingerprint_sources
+from tasks.sweep import best_trials_of, storage_url
+from tunegate.cli import run_cli
+from tunegate.config import PipelineConfig, pipeline_fingerprint
+from tunegate.fingerprint import combine
+from tunegate.report import render_finetune_report
+from tunegate.runners import flow_with_task_runner
+from tunegate.tracking import champion_tags
+
+SKIPPED = "skipped: data unchanged"
+WARM_START_TRIALS = 3
+
+
+@flow(name="retrain")
+def retrain(config: PipelineConfig, force: bool = False) -> Any:
+    """Skip when the champion already reflects these data and this config; else finetune, warm-started."""
+    pinned = fingerprint_sources(config.data.sources)
+    source_fingerprint = combine(*(source.fingerprint for source in pinned))
+    champion = champion_tags(config)
+    unchanged = champion is not None and (
+        champion.get("source_fingerprint") == source_fingerprint
+        and champion.get("config_fingerprint") == pipeline_fingerprint(config)
+    )
+    if unchanged and not force:
+        summary = {"status": "skipped", "reason": SKIPPED, "champion_version": champion["version"]}
+        return Completed(message=SKIPPED, data=summary)
+    warm_start = (
+        best_trials_of(
+            champion["optuna_study"], storage_url(config.sweep, config.home_path()), config.sweep, WARM_START_TRIALS
+        )
+        if champion and champion.get("optuna_study")
+        else []
+    )
+    return finetune(config, warm_start=warm_start)
+
+
+def render_retrain_report(summary: dict[str, Any]) -> str:
+    if summary.get("status") == "skipped":
+        return f"{summary['reason']} (champion v{summary['champion_version']} was trained on these data and config)"
+    return render_finetune_report(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(flow_with_task_runner(retrain), render_retrain_report, __doc__, flags={"force": "always retrain"}))
