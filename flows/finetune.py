@@ -19,7 +19,7 @@ from tasks.sweep import log_study_plots, run_sweep, storage_url, study_name
 from tasks.train import train_final_model
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig, pipeline_fingerprint
-from tunegate.report import finetune_summary, render_finetune_report, split_refs
+from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report, split_refs
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
 from tunegate.tracking import close_pipeline_run, open_pipeline_run
@@ -80,6 +80,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     )
     summary = finetune_summary(data, sweep, trained.result, evaluated.result, registered, tracking, stages)
     close_pipeline_run(tracking, summary["mlflow"]["metrics"])
+    publish_finetune_artifact(summary)
     return summary
 
 

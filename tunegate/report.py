@@ -209,3 +209,44 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
     ]
     return "\n".join(lines)
+
+
+def finetune_markdown(summary: dict[str, Any]) -> str:
+    """The run report as Markdown: data accounting, validation, sweep best, evaluation table, registry decision."""
+    data, evaluation, sweep, registry = summary["data"], summary["eval"], summary["sweep"], summary["registry"]
+    metric = evaluation["task_metric"]
+    low, high = evaluation["delta_ci95"]
+    accounting = "\n".join(f"| {key} | {data[key]} |" for key in ACCOUNTING_KEYS)
+    failing = ", ".join(f"{c} ({n})" for c, n in summary["validation"]["failures_by_check"].items() if n) or "none"
+    return f"""# Fine-tuning run
+
+## Data
+| rows | count |
+|---|---|
+{accounting}
+| val/test rows with a near duplicate in train | {data["test_train_near_duplicates"]} |
+
+Validation passed: **{summary["validation"]["success"]}**; failed checks: {failing}.
+
+## Sweep
+{sweep["n_trials"]} trials, {sweep["n_pruned"]} pruned, {sweep["trial_steps_total"]} trial steps.
+Best: lora_r **{sweep["best_params"]["lora_r"]}**, learning_rate **{sweep["best_params"]["learning_rate"]:.2e}**
+(val_loss {sweep["best_value"]:.4f}).
+
+## Evaluation ({evaluation["rows"]} test rows)
+| model | {metric} | loss |
+|---|---|---|
+| base | {evaluation["base"][metric]:.3f} | {evaluation["base"]["loss"]:.3f} |
+| fine-tuned | {evaluation["finetuned"][metric]:.3f} | {evaluation["finetuned"]["loss"]:.3f} |
+
+Delta {metric}: **{evaluation["delta"]:+.3f}** (95% CI {low:+.3f} .. {high:+.3f}).
+
+## Registry
+{registry["model_name"]} v{registry["version"]} → **{", ".join(registry["aliases"])}**: {registry["reason"]}
+"""
+
+
+def publish_finetune_artifact(summary: dict[str, Any]) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(finetune_markdown(summary), key="finetune-report", description="Fine-tuning run report.")

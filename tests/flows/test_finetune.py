@@ -147,3 +147,18 @@ def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny
     assert summary["status"] == "ok"
     assert summary["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
     assert summary["registry"]["version"] == "1"
+
+
+def test_the_run_publishes_a_markdown_report_artifact(tiny_runs):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finetune-report"]))
+        )
+    report = artifacts[-1].data
+    assert report.startswith("# Fine-tuning run")
+    assert "| rows_read | 3766 |" in report
+    assert "| base | " in report and "| fine-tuned | " in report
+    assert "support-demo v1 → **champion**" in report
