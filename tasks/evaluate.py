@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from tunegate.caching import stage_cache_policy
 from tunegate.config import EvalConfig, ModelConfig, TaskConfig
 from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef, write_table
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
@@ -136,9 +137,11 @@ def predict(
     model.eval()
     encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
     total_loss, total_tokens = 0.0, 0
-    for input_ids, labels in batches_of(encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id):
-        logits = model(input_ids=input_ids, attention_mask=(labels != -1).long()).logits[:, :-1]
-        targets = labels[:, 1:].masked_fill(labels[:, 1:] == -1, IGNORE_INDEX)
+    for input_ids, attention_mask, labels in batches_of(
+        encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
+    ):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        targets = labels[:, 1:]
         losses = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
@@ -153,14 +156,16 @@ def predict(
 
 def batches_of(
     input_ids: list[list[int]], labels: list[list[int]], batch_size: int, pad_id: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Right-padded batches; padded label positions are -1 (attention off) then mapped to IGNORE_INDEX."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Right-padded (input_ids, attention_mask, labels) batches; padded positions are ignored by the loss."""
     for start in range(0, len(input_ids), batch_size):
         ids, labs = input_ids[start : start + batch_size], labels[start : start + batch_size]
         width = max(len(x) for x in ids)
-        padded_ids = torch.tensor([x + [pad_id] * (width - len(x)) for x in ids])
-        padded_labels = torch.tensor([y + [-1] * (width - len(y)) for y in labs])
-        yield padded_ids, padded_labels
+        yield (
+            torch.tensor([x + [pad_id] * (width - len(x)) for x in ids]),
+            torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+            torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for y in labs]),
+        )
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
@@ -235,20 +240,16 @@ def evaluate_final_model(
     home: str,
 ) -> EvaluationOutput:
     """Base vs fine-tuned on the held-out test rows; writes the rows and the result under home/eval/<key>/."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     key = combine(adapter_fingerprint, test.fingerprint, fingerprint_value([model, task_config, evaluation]))[:16]
     out_dir = Path(home) / "eval" / key
     rows = evaluation_rows(test.read(), task_config.labels, evaluation.max_rows)
     rows_ref = write_table(rows, out_dir / "eval_rows.parquet")
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-    load = {"use_safetensors": True, "trust_remote_code": model.trust_remote_code}
-    base = AutoModelForCausalLM.from_pretrained(model.base, **load)
-    if (Path(adapter_dir) / "adapter_config.json").is_file():
-        tuned, separate_base = PeftModel.from_pretrained(base, adapter_dir), None
-    else:  # full fine-tuning saved whole weights
-        tuned, separate_base = AutoModelForCausalLM.from_pretrained(adapter_dir, **load), base
+    tuned = load_trained_model(adapter_dir, model.base, model.trust_remote_code)
+    # An adapter's base is the same model with its adapters disabled; whole weights need the base loaded apart.
+    separate_base = None if is_adapter(adapter_dir) else load_causal_lm(model.base, model.trust_remote_code)
     result = evaluate_against_base(
         tuned,
         tokenizer,

@@ -27,6 +27,7 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
+from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
@@ -113,8 +114,6 @@ def run_training(
 
 
 def load_tokenizer_for_training(model_config: ModelConfig) -> Any:
-    from tunegate.model_loading import load_tokenizer
-
     tokenizer = load_tokenizer(model_config.base, model_config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # Llama/Mistral ship no pad token; pad positions are masked
@@ -146,9 +145,7 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
 
 def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
     """Weights from safetensors only; 4-bit (bitsandbytes) for qlora, which needs CUDA."""
-    from transformers import AutoModelForCausalLM
-
-    options: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": model_config.trust_remote_code}
+    options: dict[str, Any] = {}
     if train_config.method == "qlora":
         if not torch.cuda.is_available():
             raise InputError("train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here (use lora)")
@@ -157,11 +154,7 @@ def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         options["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
-    try:
-        return AutoModelForCausalLM.from_pretrained(model_config.base, **options)
-    except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model.base {model_config.base!r}: cannot load ({first_line})") from exc
+    return load_causal_lm(model_config.base, model_config.trust_remote_code, **options)
 
 
 def mixed_precision(precision: str) -> dict[str, bool]:

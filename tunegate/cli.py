@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.config import load_config
-from tunegate.errors import InputError
+from tunegate.errors import InputError, one_line
 from tunegate.report import failed_summary
 
 DEFAULT_HOME = Path(".tunegate")
@@ -62,11 +62,6 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
     finally:
         root.removeHandler(file_handler)
         file_handler.close()
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def run_cli(

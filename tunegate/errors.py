@@ -1,6 +1,12 @@
 """Errors the user can act on. Their message is one line; tracebacks go to the debug log."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class InputError(Exception):
     """The user's input is wrong: names the file, the line or row, the field and what was expected."""
 

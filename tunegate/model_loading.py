@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tunegate.errors import InputError
+from tunegate.errors import InputError, one_line
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
@@ -14,5 +15,30 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"tokenizer {name_or_path!r}: cannot load ({first_line})") from exc
+        raise InputError(f"tokenizer {name_or_path!r}: cannot load ({one_line(exc)})") from exc
+
+
+def load_causal_lm(name_or_path: str, trust_remote_code: bool = False, **options: Any) -> Any:
+    """AutoModelForCausalLM from a local directory or a Hub id, weights from safetensors only."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **options
+        )
+    except (OSError, ValueError) as exc:
+        raise InputError(f"model {name_or_path!r}: cannot load ({one_line(exc)})") from exc
+
+
+def is_adapter(directory: str | Path) -> bool:
+    """A LoRA/QLoRA training result (adapter weights) rather than whole fine-tuned weights."""
+    return (Path(directory) / "adapter_config.json").is_file()
+
+
+def load_trained_model(directory: str | Path, base: str, trust_remote_code: bool = False) -> Any:
+    """A training result ready to generate: the base with the adapter on top, or the whole saved weights."""
+    if not is_adapter(directory):
+        return load_causal_lm(str(directory), trust_remote_code)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_causal_lm(base, trust_remote_code), str(directory))

@@ -54,13 +54,8 @@ def data_summary(
     }
 
 
-def failed_summary(error: str, stages: StageLog | None = None) -> dict[str, Any]:
-    return {
-        "status": "failed",
-        "error": error,
-        "timings": dict(stages.timings) if stages else {},
-        "cache_hits": list(stages.cache_hits) if stages else [],
-    }
+def failed_summary(error: str) -> dict[str, Any]:
+    return {"status": "failed", "error": error, "timings": {}, "cache_hits": []}
 
 
 def data_report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

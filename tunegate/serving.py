@@ -25,8 +25,9 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
     """Base model (by reference) + trained adapter, greedy generation with the training prompt format."""
 
     def load_context(self, context: Any) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        from tunegate.model_loading import load_trained_model
         from tunegate.prompting import PromptFormat
 
         adapter_dir = Path(context.artifacts[ADAPTER_ARTIFACT])
@@ -34,18 +35,9 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
         self.tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
         self.prompt_format = PromptFormat.load(adapter_dir)
         self.max_new_tokens = int(settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))
-        trust = bool(settings.get("trust_remote_code", False))
-        if (adapter_dir / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            base = AutoModelForCausalLM.from_pretrained(
-                settings["base_model"], use_safetensors=True, trust_remote_code=trust
-            )
-            self.model = PeftModel.from_pretrained(base, adapter_dir)
-        else:  # full fine-tuning saved whole weights
-            self.model = AutoModelForCausalLM.from_pretrained(
-                adapter_dir, use_safetensors=True, trust_remote_code=trust
-            )
+        self.model = load_trained_model(
+            adapter_dir, settings["base_model"], bool(settings.get("trust_remote_code", False))
+        )
         self.model.eval()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
