@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= deployments/demo.yaml
 
-.PHONY: install demo test lint data base-model clean
+.PHONY: install demo test lint data base-model serve stop clean
 
 install: $(STAMP)
 
@@ -33,6 +33,14 @@ data: install
 # Rebuild the committed demo base model (seeded pretraining on generated support text, ~6 minutes on 2 cores).
 base-model: install
 	$(BIN)/python demo/make_base_model.py
+
+# Prefect server + process worker + MLflow UI on 127.0.0.1 (PREFECT_PORT=4200, MLFLOW_PORT=5000 by default).
+serve: install
+	$(BIN)/python -m tunegate.services start
+
+# Ends exactly the processes `make serve` started (recorded in .tunegate/services/services.json).
+stop:
+	$(BIN)/python -m tunegate.services stop
 
 clean:
 	rm -rf .tunegate .pytest_cache

@@ -15,6 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from tunegate.fingerprint import fingerprint_value
+from tunegate.locking import host_lock
+
 SUITES_DIR = Path(__file__).parent / "suites"
 ROW_SUITES = ("canonical_rows",)
 LABEL_SUITE = "task_labels"
@@ -51,6 +54,19 @@ def run_suites(
     build_docs: bool,
 ) -> SuiteOutcome:
     """Validate `frame` against the named suites in one GX checkpoint; optionally update Data Docs."""
+    # Concurrent runs with the same home share one GX file context (and its YAML): one writer at a time.
+    with host_lock(f"gx-{fingerprint_value(str(gx_root.resolve()))[:16]}"):
+        return run_checkpoint(frame, suite_names, parameters, gx_root, checkpoint_name, build_docs)
+
+
+def run_checkpoint(
+    frame: pd.DataFrame,
+    suite_names: list[str],
+    parameters: dict[str, Any],
+    gx_root: Path,
+    checkpoint_name: str,
+    build_docs: bool,
+) -> SuiteOutcome:
     import great_expectations as gx  # 3 s import: only when validating
 
     context = file_context(gx_root)

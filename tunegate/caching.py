@@ -4,6 +4,9 @@ Prefect's INPUTS policy would pickle pydantic references and its TASK_SOURCE pol
 task function's body; a stage's behaviour also lives in its module's helpers and in files it reads
 (the GX suites). So the key here is: sha256 of each input as JSON (references carry the content
 fingerprints of the files they point at) + sha256 of the task's module file + of any extra files.
+
+Isolation is SERIALIZABLE with host-wide `flock` locks (`tunegate.locking`): two runs that reach the same
+stage with the same key at once do the work once; the second waits and reads the first one's result.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
+from prefect.transactions import IsolationLevel
 
 from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
+from tunegate.locking import HOST_LOCKS
 
 
 @dataclass
@@ -45,4 +50,9 @@ class StageContentPolicy(CachePolicy):
 def stage_cache_policy(*extra_files: str | Path, excluded: tuple[str, ...] = ()) -> StageContentPolicy:
     """Policy for a stage task; pass the files (suites, templates) whose content changes its output and
     the arguments that do not (bookkeeping such as a trial number or a tracking run id)."""
-    return StageContentPolicy(extra_files=tuple(str(p) for p in extra_files), excluded=excluded)
+    return StageContentPolicy(
+        extra_files=tuple(str(p) for p in extra_files),
+        excluded=excluded,
+        isolation_level=IsolationLevel.SERIALIZABLE,
+        lock_manager=HOST_LOCKS,
+    )

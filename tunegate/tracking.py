@@ -9,6 +9,9 @@ view works across runs.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from transformers import TrainerCallback
 
 from tunegate.config import PipelineConfig
 
+FLUENT_GUARD = threading.Lock()
 # Trainer log keys → the names every run uses.
 TRAINER_METRIC_NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
@@ -27,6 +31,30 @@ def tracking_uri(config: PipelineConfig) -> str:
         or os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{config.home_path() / 'mlflow.db'}"
     )
+
+
+@contextmanager
+def fluent_tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (log_model, models:/ URIs) at `uri` for the block.
+
+    `mlflow.set_tracking_uri` also exports $MLFLOW_TRACKING_URI for the whole process; left set, the next
+    pipeline run in the same process (a test session, a long-lived runner) would log to this run's store
+    instead of its own home's. The environment is put back on exit. The fluent URI is process-wide, so
+    one thread at a time: keep the block short (one log or load)."""
+    import mlflow
+
+    with FLUENT_GUARD:
+        saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def mlflow_client(uri: str) -> Any:

@@ -1,0 +1,310 @@
+"""`make serve` / `make stop`: a local Prefect server, a process worker and the MLflow UI, on 127.0.0.1 only.
+
+python -m tunegate.services start [--prefect-port 4200] [--mlflow-port 5000] [--state-dir .tunegate/services]
+python -m tunegate.services stop | status
+
+`start` launches the three in their own process groups, waits until each answers, creates the work pool
+that prefect.yaml names, and records what it started in `<state-dir>/services.json` (pid, command line,
+URL, log file). `stop` ends exactly those process groups (after checking that each pid still runs the
+recorded command, so a reused pid is never touched), SIGTERM first and SIGKILL after a grace period.
+The Prefect server keeps its SQLite database under `<state-dir>/prefect-home`; the MLflow UI reads the
+pipeline's store (`<home>/mlflow.db`, the default for `home: .tunegate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tunegate.errors import InputError
+
+HOST = "127.0.0.1"  # never 0.0.0.0: neither server has authentication
+WORK_POOL = "tunegate-local"  # the pool prefect.yaml's deployments use
+DEFAULT_STATE_DIR = Path(".tunegate/services")
+DEFAULT_MLFLOW_STORE = Path(".tunegate/mlflow.db")
+# A cold Prefect server (database migrations) takes ~15 s on 2 cores; MLflow's first start ~10 s.
+READY_TIMEOUT_SECONDS = 120.0
+# What SIGTERM gets before SIGKILL: the server and worker shut down in 1-3 s.
+STOP_GRACE_SECONDS = 15.0
+
+
+@dataclass
+class Service:
+    """One started process group."""
+
+    name: str
+    pid: int
+    command: list[str]
+    url: str | None
+    log: str
+    started_at: float  # the process's creation time: with the pid, it identifies this process and no later one
+
+
+@dataclass
+class Ports:
+    prefect: int = 4200
+    mlflow: int = 5000
+
+
+def executable(name: str) -> str:
+    """A console script of this environment (prefect, mlflow), next to the running interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def prefect_env(state_dir: Path, ports: Ports, extra_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_HOME": str((state_dir / "prefect-home").resolve()),
+        "PREFECT_API_URL": f"http://{HOST}:{ports.prefect}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **extra_env,
+    }
+
+
+def start(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    ports: Ports | None = None,
+    mlflow_store: Path = DEFAULT_MLFLOW_STORE,
+    extra_env: dict[str, str] | None = None,
+) -> list[Service]:
+    """Start server, pool, worker and MLflow UI; on any failure stop what was started and raise."""
+    ports = ports or Ports()
+    if running(state_dir):
+        raise InputError(f"{state_dir / 'services.json'}: services already running; run `make stop` first")
+    for port in (ports.prefect, ports.mlflow):
+        require_free_port(port)
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    env = prefect_env(state_dir, ports, extra_env or {})
+    started: list[Service] = []
+    try:
+        server = launch(
+            "prefect-server",
+            [executable("prefect"), "server", "start", "--host", HOST, "--port", str(ports.prefect)],
+            env,
+            state_dir,
+            f"http://{HOST}:{ports.prefect}",
+        )
+        started.append(server)
+        save(state_dir, started)
+        wait_until_ready(f"{server.url}/api/health", server, state_dir)
+        create_work_pool(env)
+        started.append(
+            launch(
+                "prefect-worker",
+                [executable("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+                env,
+                state_dir,
+                None,
+            )
+        )
+        save(state_dir, started)
+        mlflow_ui = launch(
+            "mlflow-ui",
+            mlflow_command(mlflow_store, ports.mlflow),
+            {**os.environ, **(extra_env or {})},
+            state_dir,
+            f"http://{HOST}:{ports.mlflow}",
+        )
+        started.append(mlflow_ui)
+        save(state_dir, started)
+        wait_until_ready(f"{mlflow_ui.url}/health", mlflow_ui, state_dir)
+    except BaseException:
+        stop(state_dir)
+        raise
+    return started
+
+
+def mlflow_command(store: Path, port: int) -> list[str]:
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        executable("mlflow"),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{store.resolve()}",
+    ]
+
+
+def launch(name: str, command: list[str], env: dict[str, str], state_dir: Path, url: str | None) -> Service:
+    import subprocess
+
+    log = state_dir / "logs" / f"{name}.log"
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    import psutil
+
+    started_at = psutil.Process(process.pid).create_time()
+    return Service(name=name, pid=process.pid, command=command, url=url, log=str(log), started_at=started_at)
+
+
+def create_work_pool(env: dict[str, str]) -> None:
+    """The process pool prefect.yaml deploys to (an existing one is kept as it is)."""
+    import subprocess
+
+    listed = subprocess.run(
+        [executable("prefect"), "work-pool", "inspect", WORK_POOL], env=env, capture_output=True, text=True
+    )
+    if listed.returncode == 0:
+        return
+    subprocess.run(
+        [executable("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def wait_until_ready(health_url: str, service: Service, state_dir: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not alive(service):
+            raise RuntimeError(f"{service.name} exited during start-up; see {service.log}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"{service.name} did not answer {health_url} in {READY_TIMEOUT_SECONDS:.0f} s; see {service.log}"
+    )
+
+
+def require_free_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise InputError(f"port {port} on {HOST} is in use; pick another (e.g. PREFECT_PORT=4300)") from None
+
+
+def free_port() -> int:
+    """A port the OS says is free on the loopback interface now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def save(state_dir: Path, services: list[Service]) -> None:
+    (state_dir / "services.json").write_text(json.dumps([asdict(s) for s in services], indent=2), encoding="utf-8")
+
+
+def load(state_dir: Path) -> list[Service]:
+    path = state_dir / "services.json"
+    if not path.exists():
+        return []
+    return [Service(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def alive(service: Service) -> bool:
+    """The pid runs and is still the process we started (not a later one that reused the pid)."""
+    import psutil
+
+    try:
+        process = psutil.Process(service.pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() == service.started_at
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def running(state_dir: Path) -> list[Service]:
+    return [service for service in load(state_dir) if alive(service)]
+
+
+def stop(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+    """End the recorded process groups and their descendants (flow runs the worker started); returns names."""
+    import psutil
+
+    stopped = []
+    for service in reversed(load(state_dir)):
+        if not alive(service):
+            continue
+        descendants = psutil.Process(service.pid).children(recursive=True)
+        signal_group(service.pid, signal.SIGTERM)
+        for child in descendants:
+            signal_process(child, signal.SIGTERM)
+        _, left = psutil.wait_procs([psutil.Process(service.pid), *descendants], timeout=STOP_GRACE_SECONDS)
+        signal_group(service.pid, signal.SIGKILL)
+        for process in left:
+            signal_process(process, signal.SIGKILL)
+        stopped.append(service.name)
+    (state_dir / "services.json").unlink(missing_ok=True)
+    return stopped
+
+
+def signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)  # started with start_new_session: the group id is the pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_process(process: object, signum: int) -> None:
+    import psutil
+
+    try:
+        process.send_signal(signum)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def describe(services: list[Service], state_dir: Path) -> str:
+    by_name = {service.name: service for service in services}
+    prefect, mlflow_ui = by_name["prefect-server"].url, by_name["mlflow-ui"].url
+    return "\n".join(
+        [
+            f"Prefect UI   {prefect}",
+            f"MLflow UI    {mlflow_ui}",
+            f"Worker       pool '{WORK_POOL}' (process), logs in {state_dir / 'logs'}",
+            "",
+            "In the shell you deploy and trigger from:",
+            f"  export PREFECT_API_URL={prefect}/api",
+            "  .venv/bin/prefect --no-prompt deploy --all",
+            "  .venv/bin/prefect deployment run 'finetune/on-demand'",
+            "Stop everything with `make stop`.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("PREFECT_PORT", 4200)))
+    parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", 5000)))
+    parser.add_argument("--mlflow-store", type=Path, default=DEFAULT_MLFLOW_STORE)
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "start":
+            services = start(args.state_dir, Ports(args.prefect_port, args.mlflow_port), args.mlflow_store)
+            print(describe(services, args.state_dir))
+        elif args.action == "stop":
+            stopped = stop(args.state_dir)
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        else:
+            services = running(args.state_dir)
+            print("\n".join(f"{s.name} pid {s.pid} {s.url or ''}" for s in services) or "nothing is running")
+    except (InputError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
