@@ -22,10 +22,15 @@ from tunegate.config import PipelineConfig, pipeline_fingerprint
 from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report, split_refs
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
-from tunegate.tracking import close_pipeline_run, open_pipeline_run
+from tunegate.tracking import close_pipeline_run, fail_pipeline_run, open_pipeline_run
 
 
-@flow(name="finetune")
+def mark_mlflow_run_failed(flow: Any, run: Any, state: Any) -> None:
+    """A failed or crashed run's parent MLflow run (and its open nested runs) end FAILED, not RUNNING."""
+    fail_pipeline_run(PipelineConfig.model_validate(run.parameters["config"]), str(run.id))
+
+
+@flow(name="finetune", on_failure=[mark_mlflow_run_failed], on_crashed=[mark_mlflow_run_failed])
 def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | None = None) -> dict[str, Any]:
     """Raw data in, an evaluated model version registered (champion only if it is better); returns the summary.
 
@@ -78,8 +83,8 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         lineage,
         tracking,
     )
-    summary = finetune_summary(data, sweep, trained.result, evaluated.result, registered, tracking, stages)
-    close_pipeline_run(tracking, summary["mlflow"]["metrics"])
+    summary = finetune_summary(data, sweep, trained.result, evaluated.result, registered, tracking, stages, best)
+    close_pipeline_run(tracking, summary["mlflow"]["params"], summary["mlflow"]["metrics"])
     publish_finetune_artifact(summary)
     return summary
 

@@ -20,6 +20,7 @@ from tasks.train import run_training
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import TableRef
 from tunegate.tracking import MlflowMetrics, mlflow_client, start_child_run
 
@@ -141,7 +142,7 @@ def run_trial(
         client,
         tracking["experiment_id"],
         tracking.get("parent_run_id"),
-        f"trial-{trial_number}",
+        f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}",
         tags={"optuna.study": study["name"], "optuna.trial": str(trial_number)},
     )
     client.log_param(run_id, "lora_r", params["lora_r"])
@@ -218,6 +219,7 @@ def run_sweep(
     )
     study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
     trials_run = 0
+    progress = ProgressArtifact(SWEEP_KEY, finished_trials(study), sweep.n_trials, progress_line(study, sweep))
     while (missing := sweep.n_trials - finished_trials(study)) > 0:
         asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
         futures = [
@@ -232,7 +234,20 @@ def run_sweep(
                 study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial.number, outcome.value)
+            progress.update(finished_trials(study), sweep.n_trials, progress_line(study, sweep))
     return summarize_study(study, name, storage).model_copy(update={"trials_run": trials_run})
+
+
+def progress_line(study: Any, sweep: SweepConfig) -> str:
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    best = min(done, key=lambda t: t.value) if done else None
+    return sweep_description(
+        finished_trials(study), sweep.n_trials, pruned, (best.value, best.params) if best else None
+    )
 
 
 def best_trials_of(name: str, storage: str, sweep: SweepConfig, count: int) -> list[dict[str, float | int]]:

@@ -28,6 +28,7 @@ from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
 from tunegate.model_loading import load_causal_lm, load_tokenizer
+from tunegate.progress import TrainingProgress
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
@@ -279,7 +280,8 @@ def train_final_model(
     """The full-budget run with the sweep's best params, as the nested MLflow run `final-training`."""
     key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, train_config]))[:16]
     client = mlflow_client(tracking["uri"])
-    run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), "final-training")
+    run_name = f"final-training r={train_config.lora_r} lr={train_config.learning_rate:.1e}"
+    run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), run_name)
     for name in ("lora_r", "learning_rate", "method", "max_steps", "batch_size", "gradient_accumulation_steps"):
         client.log_param(run_id, name, getattr(train_config, name))
     result = run_training(
@@ -289,7 +291,7 @@ def train_final_model(
         train_config,
         Path(home) / "train" / key,
         on_evaluate=lambda step, loss: client.log_metric(run_id, "val_loss", loss, step=step),
-        callbacks=[MlflowMetrics(client, run_id)],
+        callbacks=[MlflowMetrics(client, run_id), TrainingProgress(train_config.max_steps)],
     )
     for name in ("tokens_per_second", "peak_memory_mb", "best_val_loss", "overlength_rows"):
         client.log_metric(run_id, name, float(getattr(result, name)))

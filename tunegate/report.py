@@ -133,8 +133,10 @@ def finetune_summary(
     registered: Any,
     tracking: dict[str, str],
     stages: StageLog,
+    trained_params: Any,
 ) -> dict[str, Any]:
-    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract."""
+    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract;
+    `trained_params` is the final training's TrainConfig."""
     metric = evaluation.task_metric
     return {
         **data,
@@ -164,11 +166,21 @@ def finetune_summary(
             "tracking_uri": tracking["uri"],
             "run_id": tracking["parent_run_id"],
             "experiment_id": tracking["experiment_id"],
+            # (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)
+            # The same names in every pipeline run (and in the trial runs), so MLflow's compare view and
+            # parallel-coordinates plot line runs up: lora_r, learning_rate, val_loss, the task metric.
+            "params": {
+                **sweep.best_params,
+                "method": trained_params.method,
+                "max_steps": trained_params.max_steps,
+                "sweep_trials": sweep.n_trials,
+            },
             "metrics": {
+                "val_loss": trained.best_val_loss,
+                metric: evaluation.finetuned[metric],
                 f"base_{metric}": evaluation.base[metric],
-                f"finetuned_{metric}": evaluation.finetuned[metric],
                 f"delta_{metric}": evaluation.delta,
-                "best_val_loss": trained.best_val_loss,
+                "tokens_per_second": trained.tokens_per_second,
             },
         },
         "timings": dict(stages.timings),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,31 +100,72 @@ class MlflowMetrics(TrainerCallback):
 def open_pipeline_run(
     config: PipelineConfig, flow_run_id: str, flow_run_name: str, data_fingerprint: str
 ) -> dict[str, str]:
-    """The parent MLflow run of one pipeline run; trials and the final training nest under it."""
+    """The parent MLflow run of one pipeline run; trials and the final training nest under it.
+
+    Its name reads `<pipeline> <date time> <flow run name>`; its tags link it to the Prefect flow run
+    (id, name, UI address, deployment), so a row in MLflow's compare view leads back to the run's logs."""
     uri = tracking_uri(config)
     home = config.home_path()
     home.mkdir(parents=True, exist_ok=True)
     client = mlflow_client(uri)
     experiment = experiment_id(client, config.name, home)
+    started = datetime.now().strftime("%Y-%m-%d %H:%M")
     run_id = start_child_run(
         client,
         experiment,
         None,
-        f"{config.name} {flow_run_name}",
+        f"{config.name} {started} {flow_run_name}",
         tags={
             "prefect.flow_run_id": flow_run_id,
             "prefect.flow_run_name": flow_run_name,
+            **prefect_links(),
             "data_fingerprint": data_fingerprint,
         },
     )
     return {"uri": uri, "experiment_id": experiment, "parent_run_id": run_id}
 
 
-def close_pipeline_run(tracking: dict[str, str], metrics: dict[str, float], status: str = "FINISHED") -> None:
+def prefect_links() -> dict[str, str]:
+    """The flow run's UI address and deployment, when there are (a run from a deployment on a server)."""
+    from prefect.runtime import deployment, flow_run
+
+    links = {"prefect.flow_run_url": flow_run.ui_url, "prefect.deployment": deployment.name}
+    return {key: str(value) for key, value in links.items() if value}
+
+
+def close_pipeline_run(
+    tracking: dict[str, str], params: dict[str, Any], metrics: dict[str, float], status: str = "FINISHED"
+) -> None:
+    """Log the run's chosen params and headline metrics (the names every run uses) and end it."""
+    from mlflow.entities import Metric, Param
+
     client = mlflow_client(tracking["uri"])
-    for name, value in metrics.items():
-        client.log_metric(tracking["parent_run_id"], name, float(value))
+    now = int(time.time() * 1000)
+    client.log_batch(
+        tracking["parent_run_id"],
+        metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
+        params=[Param(name, str(value)) for name, value in params.items()],
+    )
     client.set_terminated(tracking["parent_run_id"], status=status)
+
+
+def fail_pipeline_run(config: PipelineConfig, flow_run_id: str) -> None:
+    """Mark a failed or crashed flow run's parent MLflow run FAILED (found by its Prefect flow run id tag)."""
+    client = mlflow_client(tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.name)
+    if experiment is None:
+        return
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in runs:
+        for child in client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and attributes.status = 'RUNNING'",
+        ):
+            client.set_terminated(child.info.run_id, status="FAILED")
+        client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def champion_tags(config: PipelineConfig) -> dict[str, str] | None:

@@ -91,14 +91,45 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
     children = client.search_runs(
         [first["mlflow"]["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{first['mlflow']['run_id']}'"
     )
-    names = sorted(run.info.run_name for run in children)
-    assert names == ["final-training", "trial-0", "trial-1", "trial-2"]
-    trial = next(run for run in children if run.info.run_name == "trial-0")
+    by_name = {run.info.run_name.split(" ")[0]: run for run in children}
+    assert sorted(by_name) == ["final-training", "trial-0", "trial-1", "trial-2"]
+    trial = by_name["trial-0"]
+    assert trial.info.run_name == (
+        f"trial-0 r={trial.data.params['lora_r']} lr={float(trial.data.params['learning_rate']):.1e}"
+    )
     assert set(trial.data.params) == {"lora_r", "learning_rate"}
     assert [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")][:1] == [2]
+    assert {"lora_r", "learning_rate"} <= set(by_name["final-training"].data.params)
+    assert "val_loss" in by_name["final-training"].data.metrics
     parent = client.get_run(first["mlflow"]["run_id"])
-    assert parent.data.tags["prefect.flow_run_id"]
+    assert parent.info.run_name.startswith("support-demo 20") and parent.info.status == "FINISHED"
+    assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["prefect.flow_run_name"]
+    # The names the compare view lines up across pipeline runs, with the chosen params' values.
+    best = first["sweep"]["best_params"]
+    assert {k: parent.data.params[k] for k in ("lora_r", "learning_rate")} == {k: str(v) for k, v in best.items()}
+    assert sorted(parent.data.metrics) == [
+        "accuracy",
+        "base_accuracy",
+        "delta_accuracy",
+        "tokens_per_second",
+        "val_loss",
+    ]
+    assert parent.data.metrics["accuracy"] == first["eval"]["finetuned"]["accuracy"]
     assert "sweep/sweep_report.html" in [a.path for a in client.list_artifacts(parent.info.run_id, "sweep")]
+
+
+def test_a_failed_run_ends_its_mlflow_runs_as_failed(tiny_config):
+    broken = tiny_config.model_copy(
+        update={"train": tiny_config.train.model_copy(update={"target_modules": ["no_such_module"]})}
+    )
+    state = finetune(broken, return_state=True)
+    assert state.is_failed()
+    client = mlflow_client(f"sqlite:///{tiny_config.home_path() / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("support-demo").experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+    )
+    assert runs == []
 
 
 def test_rerun_is_served_from_cache_and_moves_no_alias(tiny_runs):
@@ -162,3 +193,33 @@ def test_the_run_publishes_a_markdown_report_artifact(tiny_runs):
     assert "| rows_read | 3766 |" in report
     assert "| base | " in report and "| fine-tuned | " in report
     assert "support-demo v1 → **champion**" in report
+
+
+def test_sweep_and_training_progress_artifacts_end_at_100_percent(tiny_runs):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    first, _ = tiny_runs
+    flow_run_id = (
+        mlflow_client(first["mlflow"]["tracking_uri"])
+        .get_run(first["mlflow"]["run_id"])
+        .data.tags["prefect.flow_run_id"]
+    )
+    with get_client(sync_client=True) as client:
+        latest = {
+            key: client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )[-1]
+            for key in ("sweep-progress", "training-progress")
+        }
+    sweep, training = latest["sweep-progress"], latest["training-progress"]
+    assert sweep.data == 100.0 and training.data == 100.0
+    best = first["sweep"]["best_params"]
+    summary = first["sweep"]
+    assert sweep.description == (
+        f"Sweep: 3/3 trials finished ({summary['n_pruned']} pruned); best val_loss {summary['best_value']:.4f}"
+        f" at lora_r={best['lora_r']}, learning_rate={best['learning_rate']:.2e}"
+    )
+    assert training.description.startswith("Training: step 6/6, last val_loss ")
