@@ -56,43 +56,32 @@ def run_suites(
     """Validate `frame` against the named suites in one GX checkpoint; optionally update Data Docs."""
     # Concurrent runs with the same home share one GX file context (and its YAML): one writer at a time.
     with host_lock(f"gx-{fingerprint_value(str(gx_root.resolve()))[:16]}"):
-        return run_checkpoint(frame, suite_names, parameters, gx_root, checkpoint_name, build_docs)
+        import great_expectations as gx  # 3 s import: only when validating
 
-
-def run_checkpoint(
-    frame: pd.DataFrame,
-    suite_names: list[str],
-    parameters: dict[str, Any],
-    gx_root: Path,
-    checkpoint_name: str,
-    build_docs: bool,
-) -> SuiteOutcome:
-    import great_expectations as gx  # 3 s import: only when validating
-
-    context = file_context(gx_root)
-    batch = whole_frame_batch(context, checkpoint_name)
-    definitions = []
-    for name in suite_names:
-        suite = context.suites.add_or_update(gx.ExpectationSuite(**json.loads(suite_path(name).read_text())))
-        definitions.append(
-            context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=f"{checkpoint_name}-{name}", data=batch, suite=suite)
+        context = file_context(gx_root)
+        batch = whole_frame_batch(context, checkpoint_name)
+        definitions = []
+        for name in suite_names:
+            suite = context.suites.add_or_update(gx.ExpectationSuite(**json.loads(suite_path(name).read_text())))
+            definitions.append(
+                context.validation_definitions.add_or_update(
+                    gx.ValidationDefinition(name=f"{checkpoint_name}-{name}", data=batch, suite=suite)
+                )
+            )
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if build_docs else []
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=checkpoint_name,
+                validation_definitions=definitions,
+                actions=actions,
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row_id"]},
             )
         )
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if build_docs else []
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=checkpoint_name,
-            validation_definitions=definitions,
-            actions=actions,
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row_id"]},
-        )
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
-    outcome = collect_outcome(result)
-    if build_docs:
-        outcome.data_docs = str(gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
-    return outcome
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
+        outcome = collect_outcome(result)
+        if build_docs:
+            outcome.data_docs = str(gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
+        return outcome
 
 
 def file_context(gx_root: Path) -> Any:

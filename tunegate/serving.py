@@ -49,9 +49,11 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
         else:
             prompts = [self.prompt_format.format_prompt(str(row["prompt"])) for row in rows]
         settings = {**GENERATION_DEFAULTS, "max_new_tokens": self.max_new_tokens, **(params or {})}
-        return generate(
+        generations = generate(
             self.model, self.tokenizer, prompts, int(settings["max_new_tokens"]), int(settings["batch_size"])
         )
+        # A byte-level BPE with a prefix space decodes " shipping"; callers want the answer itself.
+        return [text.strip() for text in generations]
 
 
 def base_model_reference(base: str) -> str:

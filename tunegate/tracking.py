@@ -128,8 +128,11 @@ def open_pipeline_run(
 def prefect_links() -> dict[str, str]:
     """The flow run's UI address and deployment, when there are (a run from a deployment on a server)."""
     from prefect.runtime import deployment, flow_run
+    from prefect.utilities.urls import url_for
 
-    links = {"prefect.flow_run_url": flow_run.ui_url, "prefect.deployment": deployment.name}
+    # url_for gives the UI's route (runs/flow-run/<id>), the one `prefect deployment run` prints.
+    url = url_for("flow-run", obj_id=flow_run.id) if flow_run.id else None
+    links = {"prefect.flow_run_url": url, "prefect.deployment": deployment.name}
     return {key: str(value) for key, value in links.items() if value}
 
 
