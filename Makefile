@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= deployments/demo.yaml
 
-.PHONY: install demo test lint data base-model serve stop clean
+.PHONY: install demo test lint data base-model serve stop bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,15 @@ data: install
 # Rebuild the committed demo base model (seeded pretraining on generated support text, ~6 minutes on 2 cores).
 base-model: install
 	$(BIN)/python demo/make_base_model.py
+
+# Benchmarks: each compares our path with its baseline in one run and writes bench/results/<name>.{json,md}.
+# One alone: make bench-caching (or python -m bench.caching). Speed never fails CI.
+BENCHES := caching sweep_efficiency
+bench: install
+	for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
+
+bench-%: install
+	$(BIN)/python -m bench.$(subst -,_,$*)
 
 # Prefect server + process worker + MLflow UI on 127.0.0.1 (PREFECT_PORT=4200, MLFLOW_PORT=5000 by default).
 serve: install
