@@ -116,6 +116,8 @@ def search_space(sweep: SweepConfig) -> dict[str, Any]:
     }
 
 
+# `study_key` (the study's name) is in the key: whether a trial was pruned depends on its study's pruner and on
+# the trials before it, so the same params under another pruner (say "none") must train again.
 @task(
     cache_policy=stage_cache_policy(excluded=("trial_number", "study", "tracking")),
     retries=1,
@@ -131,6 +133,7 @@ def run_trial(
     trial_number: int,
     study: dict[str, str],
     tracking: dict[str, str],
+    study_key: str,
 ) -> TrialResult:
     """Train with `params` on the trial budget, reporting val loss to the pruner and to a nested MLflow run."""
     import optuna
@@ -223,7 +226,7 @@ def run_sweep(
     while (missing := sweep.n_trials - finished_trials(study)) > 0:
         asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
         futures = [
-            run_trial.submit(dict(t.params), train, val, model, budget, home, t.number, study_ref, tracking)
+            run_trial.submit(dict(t.params), train, val, model, budget, home, t.number, study_ref, tracking, name)
             for t in asked
         ]
         for trial, future in zip(asked, futures, strict=True):

@@ -37,3 +37,22 @@ def test_best_trials_of_a_finished_study_seed_its_successor(tmp_path):
         {"lora_r": 4, "learning_rate": 1e-3},
     ]
     assert best_trials_of("no-such-study", storage, sweep, count=2) == []
+
+
+def test_a_trial_is_keyed_on_its_study_but_not_on_its_number_or_run():
+    from types import SimpleNamespace
+
+    from tasks.sweep import run_trial
+
+    def key(trial_number: int, study_key: str, parent_run: str) -> str:
+        inputs = {
+            "params": {"lora_r": 8, "learning_rate": 1e-3},
+            "trial_number": trial_number,
+            "study": {"name": study_key},
+            "tracking": {"parent_run_id": parent_run},
+            "study_key": study_key,
+        }
+        return run_trial.cache_policy.compute_key(SimpleNamespace(task=run_trial), inputs, {})
+
+    assert key(0, "demo-pruned", "run-a") == key(5, "demo-pruned", "run-b")
+    assert key(0, "demo-pruned", "run-a") != key(0, "demo-unpruned", "run-a")
