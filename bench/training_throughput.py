@@ -145,6 +145,20 @@ def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     return None
 
 
+def baseline_arguments(out: Path, steps: int) -> dict[str, Any]:
+    """What the two baselines set: the shared step count, batch size and learning rate; everything else default."""
+    return {
+        "output_dir": str(out),
+        "max_steps": steps,
+        "per_device_train_batch_size": BATCH_SIZE,
+        "learning_rate": LEARNING_RATE,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "disable_tqdm": True,
+    }
+
+
 def run_tutorial(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     from datasets import Dataset
     from peft import get_peft_model
@@ -161,16 +175,7 @@ def run_tutorial(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
         remove_columns=["text"],
     )
     model = get_peft_model(load_causal_lm(str(BASE_MODEL)), lora_config())
-    args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=steps,
-        per_device_train_batch_size=BATCH_SIZE,
-        learning_rate=LEARNING_RATE,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    args = TrainingArguments(**baseline_arguments(out, steps))
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[meter.callback()]).train()
     return model
@@ -187,16 +192,7 @@ def run_trl(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     # TRL appends the end-of-sequence token to the completion itself.
     completions = [pair.target.removesuffix(tokenizer.eos_token) for pair in pairs]
     dataset = Dataset.from_dict({"prompt": [pair.prompt for pair in pairs], "completion": completions})
-    args = SFTConfig(
-        output_dir=str(out),
-        max_steps=steps,
-        per_device_train_batch_size=BATCH_SIZE,
-        learning_rate=LEARNING_RATE,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    args = SFTConfig(**baseline_arguments(out, steps))
     trainer = SFTTrainer(
         model=load_causal_lm(str(BASE_MODEL)),
         args=args,
