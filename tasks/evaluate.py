@@ -13,11 +13,10 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from prefect import task
 from pydantic import BaseModel
 
@@ -28,6 +27,9 @@ from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_mode
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef, write_table
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
+
+if TYPE_CHECKING:
+    import torch
 
 BOOTSTRAP_RESAMPLES = 1000
 SIDE_BY_SIDE_EXAMPLES = 5
@@ -129,12 +131,24 @@ def compare_models(
     )
 
 
-@torch.no_grad()
 def predict(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
 ) -> Predictions:
     """Mean target-token loss (teacher forcing) and greedy generations for every row."""
+    import torch
+
     model.eval()
+    with torch.no_grad():
+        loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
+    prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
+    return Predictions(loss=loss, generations=generate(model, tokenizer, prompts, max_new_tokens, batch_size))
+
+
+def target_token_loss(
+    model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
+) -> float:
+    import torch
+
     encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
     total_loss, total_tokens = 0.0, 0
     for input_ids, attention_mask, labels in batches_of(
@@ -147,17 +161,15 @@ def predict(
         )
         total_loss += losses.item()
         total_tokens += int((targets != IGNORE_INDEX).sum())
-    prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
-    return Predictions(
-        loss=total_loss / max(total_tokens, 1),
-        generations=generate(model, tokenizer, prompts, max_new_tokens, batch_size),
-    )
+    return total_loss / max(total_tokens, 1)
 
 
 def batches_of(
     input_ids: list[list[int]], labels: list[list[int]], batch_size: int, pad_id: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Right-padded (input_ids, attention_mask, labels) batches; padded positions are ignored by the loss."""
+    import torch
+
     for start in range(0, len(input_ids), batch_size):
         ids, labs = input_ids[start : start + batch_size], labels[start : start + batch_size]
         width = max(len(x) for x in ids)

@@ -22,7 +22,7 @@ from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.fingerprint import combine, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import TableRef
-from tunegate.tracking import MlflowMetrics, mlflow_client, start_child_run
+from tunegate.tracking import mlflow_client, start_child_run
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
 
@@ -137,6 +137,8 @@ def run_trial(
 ) -> TrialResult:
     """Train with `params` on the trial budget, reporting val loss to the pruner and to a nested MLflow run."""
     import optuna
+
+    from tunegate.callbacks import MlflowMetrics
 
     key = combine(fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, budget]))
     trial = reporting_trial(study, trial_number)

@@ -12,30 +12,27 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 from prefect import task
 from pydantic import BaseModel
-from transformers import TrainerCallback
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
 from tunegate.model_loading import load_causal_lm, load_tokenizer
-from tunegate.progress import TrainingProgress
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
-from tunegate.tracking import MlflowMetrics, mlflow_client, start_child_run
+from tunegate.tracking import mlflow_client, start_child_run
+
+if TYPE_CHECKING:
+    from tunegate.callbacks import EvaluationHook
 
 ADAPTER_DIR, CHECKPOINT_DIR = "adapter", "checkpoints"
-EvaluationHook = Callable[[int, float], None]
 
 
 class TrainResult(BaseModel):
@@ -61,10 +58,12 @@ def run_training(
     train_config: TrainConfig,
     out_dir: Path,
     on_evaluate: EvaluationHook | None = None,
-    callbacks: list[TrainerCallback] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train from the base model (or the last checkpoint in out_dir) and save the best weights."""
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback, Trainer
+
+    from tunegate.callbacks import EvaluationHistory, Throughput
 
     tokenizer = load_tokenizer_for_training(model_config)
     prompt_format = PromptFormat.from_tokenizer(tokenizer)
@@ -123,6 +122,7 @@ def load_tokenizer_for_training(model_config: ModelConfig) -> Any:
 
 def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
     """The base model, wrapped with LoRA adapters unless the method is full fine-tuning."""
+    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     torch.manual_seed(train_config.seed)  # adapter initialisation is part of the run's recipe
@@ -146,6 +146,8 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
 
 def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
     """Weights from safetensors only; 4-bit (bitsandbytes) for qlora, which needs CUDA."""
+    import torch
+
     options: dict[str, Any] = {}
     if train_config.method == "qlora":
         if not torch.cuda.is_available():
@@ -160,6 +162,8 @@ def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
 
 def mixed_precision(precision: str) -> dict[str, bool]:
     """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU (CPU autocast gains little here)."""
+    import torch
+
     if precision == "auto":
         if not torch.cuda.is_available():
             precision = "fp32"
@@ -169,6 +173,7 @@ def mixed_precision(precision: str) -> dict[str, bool]:
 
 
 def training_arguments(train_config: TrainConfig, checkpoints: Path) -> Any:
+    import torch
     from transformers import TrainingArguments
 
     # load_best_model_at_end needs checkpoints on evaluation steps: round save_steps up to a multiple.
@@ -226,44 +231,11 @@ def checkpoint_step(checkpoint: str | None) -> int:
 
 def peak_memory_mb() -> float:
     """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
+    import torch
+
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-class EvaluationHistory(TrainerCallback):
-    """Keeps (step, val_loss) of every evaluation and passes it on (the sweep's pruner listens here)."""
-
-    def __init__(self, report: EvaluationHook | None) -> None:
-        self.report = report
-        self.losses: list[tuple[int, float]] = []
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        loss = float(metrics["eval_loss"])
-        self.losses.append((state.global_step, loss))
-        if self.report is not None:
-            self.report(state.global_step, loss)
-
-    def best(self) -> float:
-        return min(loss for _, loss in self.losses)
-
-
-class Throughput(TrainerCallback):
-    """Real (non-padding) training tokens per second over this process's steps, evaluations excluded."""
-
-    def __init__(self) -> None:
-        self.tokens, self.seconds = 0, 0.0
-        self._tokens_at_start, self._started = 0, 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._tokens_at_start, self._started = state.num_input_tokens_seen, time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.tokens += state.num_input_tokens_seen - self._tokens_at_start
-        self.seconds += time.perf_counter() - self._started
-
-    def tokens_per_second(self) -> float:
-        return round(self.tokens / self.seconds, 1) if self.seconds else 0.0
 
 
 class TrainedModel(BaseModel):
@@ -279,6 +251,8 @@ def train_final_model(
 ) -> TrainedModel:
     """The full-budget run with the sweep's best params, as the nested MLflow run `final-training`."""
     key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, train_config]))[:16]
+    from tunegate.callbacks import MlflowMetrics, TrainingProgress
+
     client = mlflow_client(tracking["uri"])
     run_name = f"final-training r={train_config.lora_r} lr={train_config.learning_rate:.1e}"
     run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), run_name)

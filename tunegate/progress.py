@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import TrainerCallback
-
 SWEEP_KEY, TRAINING_KEY = "sweep-progress", "training-progress"
 # About 20 updates per training run: often enough to watch, few enough API calls (one each).
 UPDATES_PER_RUN = 20
@@ -41,34 +39,3 @@ def sweep_description(finished: int, total: int, pruned: int, best: tuple[float,
     return (
         f"{line}; best val_loss {value:.4f} at lora_r={params['lora_r']}, learning_rate={params['learning_rate']:.2e}"
     )
-
-
-class TrainingProgress(TrainerCallback):
-    """Updates the `training-progress` artifact every ~5% of the steps and after each evaluation."""
-
-    def __init__(self, max_steps: int) -> None:
-        self.max_steps, self.every = max_steps, max(1, max_steps // UPDATES_PER_RUN)
-        self.val_loss: float | None = None
-        self.artifact: ProgressArtifact | None = None
-
-    def describe(self, step: int) -> str:
-        loss = f", last val_loss {self.val_loss:.4f}" if self.val_loss is not None else ""
-        return f"Training: step {step}/{self.max_steps}{loss}"
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.artifact = ProgressArtifact(
-            TRAINING_KEY, state.global_step, self.max_steps, self.describe(state.global_step)
-        )
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self.artifact.update(state.global_step, self.max_steps, self.describe(state.global_step))
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics and "eval_loss" in metrics:
-            self.val_loss = float(metrics["eval_loss"])
-
-    def on_train_end(self, args, state, control, **kwargs):
-        stopped_early = state.global_step < self.max_steps
-        suffix = " (stopped early: val_loss stopped improving)" if stopped_early else ""
-        self.artifact.update(self.max_steps, self.max_steps, self.describe(state.global_step) + suffix)

@@ -17,13 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from tunegate.config import PipelineConfig
 
 FLUENT_GUARD = threading.Lock()
-# Trainer log keys → the names every run uses.
-TRAINER_METRIC_NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
 def tracking_uri(config: PipelineConfig) -> str:
@@ -83,18 +79,6 @@ def start_child_run(
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     return client.create_run(experiment, run_name=run_name, tags=run_tags).info.run_id
-
-
-class MlflowMetrics(TrainerCallback):
-    """Logs the Trainer's training loss, learning rate and gradient norm to one MLflow run, by step."""
-
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        for key, name in TRAINER_METRIC_NAMES.items():
-            if logs and isinstance(logs.get(key), int | float):
-                self.client.log_metric(self.run_id, name, float(logs[key]), step=state.global_step)
 
 
 def open_pipeline_run(
