@@ -56,3 +56,37 @@ def test_a_trial_is_keyed_on_its_study_but_not_on_its_number_or_run():
 
     assert key(0, "demo-pruned", "run-a") == key(5, "demo-pruned", "run-b")
     assert key(0, "demo-pruned", "run-a") != key(0, "demo-unpruned", "run-a")
+
+
+def test_an_unchanged_study_reuses_its_report_and_a_new_trial_redraws_it(tmp_path):
+    from tasks.sweep import log_study_plots
+    from tunegate.tracking import experiment_id, mlflow_client, start_child_run
+
+    sweep = SweepConfig(seed=3)
+    storage = storage_url(sweep, tmp_path)
+    study = open_study("plotted", storage, sweep)
+
+    def add_trial(rank: int, loss: float) -> None:
+        study.enqueue_trial({"lora_r": rank, "learning_rate": 1e-3})
+        study.tell(study.ask(search_space(sweep)).number, loss)
+
+    for rank, loss in [(4, 2.0), (8, 1.0)]:
+        add_trial(rank, loss)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow_client(uri)
+    experiment = experiment_id(client, "plots", tmp_path)
+    runs = [start_child_run(client, experiment, None, f"run-{i}") for i in range(3)]
+    out = tmp_path / "report"
+
+    def plot(run_id: str) -> tuple[list[str], str]:
+        drawn = log_study_plots("plotted", storage, sweep, {"uri": uri, "parent_run_id": run_id}, out)
+        assert [a.path for a in client.list_artifacts(run_id, "sweep")] == ["sweep/sweep_report.html"]
+        return drawn, (out / "sweep_report.html").read_text()
+
+    first_drawn, first_html = plot(runs[0])
+    (out / "sweep_report.html").write_text(first_html + "<!-- reused -->")  # a redraw would overwrite this mark
+    assert plot(runs[1]) == (first_drawn, first_html + "<!-- reused -->")
+    add_trial(16, 0.5)
+    drawn, html = plot(runs[2])
+    assert drawn == ["optimization_history", "param_importances", "contour_lora_r_learning_rate"]
+    assert "<!-- reused -->" not in html and html.count("<h2>") == 3
