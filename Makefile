@@ -51,5 +51,7 @@ serve: install
 stop:
 	$(BIN)/python -m tunegate.services stop
 
+# Stops what make serve started first: its pid records live under .tunegate.
 clean:
+	-test -x $(BIN)/python && $(BIN)/python -m tunegate.services stop
 	rm -rf .tunegate .pytest_cache
