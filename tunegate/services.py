@@ -235,11 +235,12 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     for service in reversed(load(state_dir)):
         if not alive(service):
             continue
-        descendants = psutil.Process(service.pid).children(recursive=True)
+        leader = psutil.Process(service.pid)  # before signalling: once it exits, its pid may be gone
+        descendants = leader.children(recursive=True)
         signal_group(service.pid, signal.SIGTERM)
         for child in descendants:
             signal_process(child, signal.SIGTERM)
-        _, left = psutil.wait_procs([psutil.Process(service.pid), *descendants], timeout=STOP_GRACE_SECONDS)
+        _, left = psutil.wait_procs([leader, *descendants], timeout=STOP_GRACE_SECONDS)
         signal_group(service.pid, signal.SIGKILL)
         for process in left:
             signal_process(process, signal.SIGKILL)
