@@ -13,10 +13,11 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import python_command, run_timed, target, write_results
+from bench.common import run_timed, target, write_results
 
 STAGES = ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
 # The evaluation-only change: 200 test rows instead of the demo's 300.
@@ -25,10 +26,8 @@ EVAL_CHANGE = "eval.max_rows=200"
 
 def pipeline_run(home: Path, label: str, *overrides: str) -> dict:
     summary_path = home.parent / f"{label}-summary.json"
-    command = python_command(
-        "-m", "flows.finetune", "--config", "deployments/demo.yaml", "--set", f"home={home}", "--summary-out"
-    )
-    command.append(str(summary_path))
+    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo.yaml", "--set", f"home={home}"]
+    command += ["--summary-out", str(summary_path)]
     for override in overrides:
         command += ["--set", override]
     seconds, _ = run_timed(command)

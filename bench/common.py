@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,18 +46,14 @@ def read_lines(path: str) -> list[str]:
         return []
 
 
-def run_timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+def run_timed(command: list[str]) -> tuple[float, str]:
     """Run a command in a fresh process from the repository root; (wall seconds, stdout). Fails loudly."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return seconds, done.stdout
-
-
-def python_command(*args: str) -> list[str]:
-    return [sys.executable, *args]
 
 
 def write_results(name: str, rows: list[dict[str, Any]], targets: list[dict[str, Any]], notes: str = "") -> Path:

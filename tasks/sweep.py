@@ -225,7 +225,8 @@ def run_sweep(
     )
     study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
     trials_run = 0
-    progress = ProgressArtifact(SWEEP_KEY, finished_trials(study), sweep.n_trials, progress_line(study, sweep))
+    finished, description = sweep_progress(study, sweep.n_trials)
+    progress = ProgressArtifact(SWEEP_KEY, finished, sweep.n_trials, description)
     while (missing := sweep.n_trials - finished_trials(study)) > 0:
         asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
         futures = [
@@ -240,20 +241,21 @@ def run_sweep(
                 study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial.number, outcome.value)
-            progress.update(finished_trials(study), sweep.n_trials, progress_line(study, sweep))
+            finished, description = sweep_progress(study, sweep.n_trials)
+            progress.update(finished, sweep.n_trials, description)
     return summarize_study(study, name, storage).model_copy(update={"trials_run": trials_run})
 
 
-def progress_line(study: Any, sweep: SweepConfig) -> str:
+def sweep_progress(study: Any, total: int) -> tuple[int, str]:
+    """(trials finished, progress description) from one read of the study's trials."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     best = min(done, key=lambda t: t.value) if done else None
-    return sweep_description(
-        finished_trials(study), sweep.n_trials, pruned, (best.value, best.params) if best else None
-    )
+    finished = len(done) + pruned
+    return finished, sweep_description(finished, total, pruned, (best.value, best.params) if best else None)
 
 
 def best_trials_of(name: str, storage: str, sweep: SweepConfig, count: int) -> list[dict[str, float | int]]:
