@@ -44,7 +44,7 @@ def split_rows(kept: TableRef, split: SplitConfig, dedup: DedupConfig, home: str
     """Assign every kept row to exactly one split; check no val/test row has a near duplicate in train."""
     out_dir = Path(home) / "data" / f"split-{combine(kept.fingerprint, fingerprint_value([split, dedup]))[:16]}"
     rows = kept.read()
-    sets = shingle_sets(comparison_text(rows, dedup.fields).tolist(), dedup.shingle_words)
+    sets = shingle_sets(comparison_text(rows, dedup.fields), dedup.shingle_words)
     pairs = similar_pairs(sets, dedup.threshold, dedup.num_perm, dedup.seed + GROUPING_SEED_OFFSET)
     groups = cluster_first_members(pairs, len(rows))
     assignment = assign_groups(groups, strata(rows), split)

@@ -13,11 +13,16 @@ and LSH proposed it (recall ~0.99 at the threshold with the band shape chosen be
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.util import hash_array as pd_hash_array
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -36,11 +41,26 @@ ESTIMATE_MARGIN = 0.1
 # pair index fits the 18 bits above PAIR_KEY_SHIFT (2**18 = 262,144 > 200,000).
 VERIFY_BLOCK_PAIRS = 200_000
 PAIR_KEY_SHIFT = 46
+# MinHash hashes this many shingle ids per block: the block's (128, 8192) uint32 hash array is 4 MB.
+# Measured on 100k rows: 2048 ids 1.0 s, 8192 0.54 s, 32768 0.72 s; a second thread gained nothing.
+MINHASH_BLOCK_IDS = 8192
+# Rows per chunk of text work (bounded temporaries), and threads working on chunks and LSH bands at once.
+ROW_CHUNK = 50_000
+MAX_THREADS = 8
+
+
+T = TypeVar("T")
+# A column of texts: a list, a pandas Series (a Sequence in all but name) or an Arrow array.
+Texts = Sequence[str] | pa.Array | pa.ChunkedArray
 
 
 @dataclass
 class ShingleSets:
-    """Each row's set of shingle ids: sorted and unique within a row, rows laid end to end."""
+    """Each row's shingle ids in text order (a repeated shingle repeats), rows laid end to end.
+
+    Not sorted or made unique per row: MinHash does not care, and sorting 88M ids at 1M rows took longer
+    than everything else; the exact Jaccard check makes the few candidate rows' sets unique itself.
+    """
 
     ids: np.ndarray  # uint64, all rows' shingles
     offsets: np.ndarray  # int64, row r's shingles are ids[offsets[r]:offsets[r + 1]]
@@ -50,6 +70,7 @@ class ShingleSets:
         return len(self.offsets) - 1
 
     def sizes(self) -> np.ndarray:
+        """Shingles per row, repeats counted."""
         return np.diff(self.offsets)
 
 
@@ -62,62 +83,119 @@ class SimilarPairs:
     jaccard: np.ndarray
 
 
-def word_token_ids(texts: list[str] | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-cased word tokens (punctuation dropped) as integer ids, and the row each token came from."""
-    array = pa.array(texts, type=pa.large_string()) if not isinstance(texts, pa.Array) else texts
-    words = pc.split_pattern_regex(pc.utf8_lower(array), pattern=r"[^\w]+")
+def word_token_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Lower-cased words (runs of letters, digits and _ in any script) as 64-bit ids, and each one's row.
+
+    Punctuation becomes a space and the text is split on ASCII whitespace (the only whitespace the
+    replacement leaves): at 100k rows of 88 words that is 1.0 s, against 2.8 s for a regex split plus
+    filtering out the empty tokens it leaves. A word's id is a hash of the word itself, so ids agree
+    between calls and the rows can be tokenized in independent chunks.
+    """
+    spaced = pc.replace_substring_regex(pc.utf8_lower(texts), pattern=r"[^\p{L}\p{N}_\s]+", replacement=" ")
+    words = pc.ascii_split_whitespace(spaced)
     rows = pc.list_parent_indices(words).to_numpy()
-    flat = pc.list_flatten(words)
-    non_empty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
-    # Dictionary encoding gives each distinct word one id; ids only need to agree within one call.
-    token_ids = pc.dictionary_encode(flat.filter(pa.array(non_empty))).indices.to_numpy().astype(np.uint64)
-    return token_ids, rows[non_empty].astype(np.int64)
+    encoded = pc.dictionary_encode(pc.list_flatten(words))
+    # Hash each distinct word once (pandas' SipHash with its fixed key: the same id in every process).
+    word_hashes = pd_hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+    indices = encoded.indices.to_numpy()
+    # Leading or trailing whitespace (and an empty text) splits into an empty word: drop it.
+    empty_index = encoded.dictionary.index("").as_py()
+    if empty_index >= 0:
+        words_kept = indices != empty_index
+        indices, rows = indices[words_kept], rows[words_kept]
+    return word_hashes[indices], rows
 
 
-def shingle_sets(texts: list[str] | pa.Array, shingle_words: int) -> ShingleSets:
-    """Sets of `shingle_words`-word shingles per text; a text shorter than that is one shingle."""
+def large_string_array(texts: Texts) -> pa.Array:
+    """One contiguous Arrow large_string array from a list, a pandas Series or an Arrow (chunked) array."""
+    array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, type=pa.large_string())
+    if isinstance(array, pa.ChunkedArray):  # pandas' Arrow-backed strings convert to a chunked array
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+def shingle_sets(texts: Texts, shingle_words: int) -> ShingleSets:
+    """`shingle_words`-word shingles per text, in text order; a text shorter than that is one shingle.
+
+    Rows are shingled in chunks on a thread per core (Arrow and numpy release the GIL): at 1M rows of 88
+    words one pass over everything took 24 s and 5 GB of temporaries.
+    """
+    parts = map_row_chunks(large_string_array(texts), lambda chunk: chunk_shingles(chunk, shingle_words))
+    if not parts:
+        return ShingleSets(ids=np.empty(0, dtype=np.uint64), offsets=np.zeros(1, dtype=np.int64))
+    sizes = np.concatenate([counts for _, counts in parts])
+    return ShingleSets(
+        ids=np.concatenate([ids for ids, _ in parts]),
+        offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+    )
+
+
+def chunk_shingles(texts: pa.Array, shingle_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle ids of all rows in order, shingles per row) for one chunk of rows."""
     tokens, rows = word_token_ids(texts)
-    row_count = len(texts)
-    tokens_per_row = np.bincount(rows, minlength=row_count)
-    row_start = np.concatenate([[0], np.cumsum(tokens_per_row)[:-1]])
-    position = np.arange(len(tokens))
-    combined, length = tokens.copy(), np.ones(len(tokens), dtype=np.int64)
+    count = len(tokens)
+    combined = tokens.copy()
+    # Tokens come row by row, so "the token `step` ahead is in the same row" is a comparison of two slices.
+    complete = np.ones(count, dtype=bool)
     for step in range(1, shingle_words):
-        ahead = np.minimum(position + step, max(len(tokens) - 1, 0))
-        same_row = (position + step < len(tokens)) & (rows[ahead] == rows)
-        combined = np.where(same_row, combined * SHINGLE_MIX + tokens[ahead] + np.uint64(step), combined)
-        length += same_row
-    full = length == shingle_words
-    whole_short_row = (position == row_start[rows]) & (tokens_per_row[rows] < shingle_words)
-    keep = full | whole_short_row
-    # Multiplying by an odd constant is a bijection mod 2**64 that spreads small ids into the high bits.
-    return group_unique(combined[keep] * SHINGLE_MIX, rows[keep], row_count)
+        same_row = np.zeros(count, dtype=bool)
+        same_row[: count - step] = rows[step:] == rows[: count - step]
+        head = combined[: count - step]
+        combined[: count - step] = np.where(
+            same_row[: count - step], head * SHINGLE_MIX + tokens[step:] + np.uint64(step), head
+        )
+        complete &= same_row
+    row_first = np.ones(count, dtype=bool)
+    row_first[1:] = rows[1:] != rows[:-1]
+    # A row shorter than a shingle is incomplete at its first token, which then holds all its words.
+    keep = complete | row_first
+    # Multiplying by an odd constant is a bijection mod 2**64 that spreads the ids over all 64 bits.
+    return combined[keep] * SHINGLE_MIX, np.bincount(rows[keep], minlength=len(texts))
 
 
-def group_unique(ids: np.ndarray, rows: np.ndarray, row_count: int) -> ShingleSets:
-    order = np.lexsort((ids, rows))
-    ids, rows = ids[order], rows[order]
-    first = np.ones(len(ids), dtype=bool)
-    first[1:] = (ids[1:] != ids[:-1]) | (rows[1:] != rows[:-1])
-    ids, rows = ids[first], rows[first]
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=row_count))]).astype(np.int64)
-    return ShingleSets(ids=ids, offsets=offsets)
+def map_row_chunks(texts: pa.Array, function: Callable[[pa.Array], T]) -> list[T]:
+    """`function` of each ROW_CHUNK-row slice of `texts`, in order, on a thread per core."""
+    chunks = [texts.slice(start, ROW_CHUNK) for start in range(0, len(texts), ROW_CHUNK)]
+    with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
+        return list(pool.map(function, chunks))
+
+
+def worker_threads() -> int:
+    return min(MAX_THREADS, os.cpu_count() or 1)
 
 
 def minhash_signatures(sets: ShingleSets, num_perm: int, seed: int) -> np.ndarray:
-    """(rows, num_perm) uint32 MinHash signatures via multiply-shift hashing; empty rows get all-max."""
+    """(rows, num_perm) uint32 MinHash signatures; empty rows get all-max.
+
+    Each permutation is x -> a·x + b mod 2**32 (odd a) of the shingle id folded to 32 bits, computed for a
+    block of rows at a time as one (num_perm, ids) array that stays in cache: 6.5x faster than one 64-bit
+    multiply-add-shift pass per permutation over all ids, with the same Jaccard estimates (mean absolute
+    error 0.0102 vs 0.0101 on 10,493 LSH candidates; ids are already well-mixed hashes).
+    """
     rng = np.random.default_rng(seed)
-    multipliers = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    increments = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+    multipliers = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    increments = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32)
+    folded = ((sets.ids >> np.uint64(32)) ^ sets.ids).astype(np.uint32)
     signatures = np.full((sets.rows, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
-    present = np.flatnonzero(sets.sizes() > 0)
-    if len(present) == 0:
-        return signatures
-    starts = sets.offsets[present]
-    for column in range(num_perm):
-        hashed = ((sets.ids * multipliers[column] + increments[column]) >> np.uint64(32)).astype(np.uint32)
-        signatures[present, column] = np.minimum.reduceat(hashed, starts)
+    present = sets.sizes() > 0
+    for first, last in row_blocks(sets.offsets, MINHASH_BLOCK_IDS):
+        rows = first + np.flatnonzero(present[first:last])
+        if len(rows) == 0:
+            continue
+        low, high = sets.offsets[first], sets.offsets[last]
+        hashed = multipliers[:, None] * folded[None, low:high]
+        hashed += increments[:, None]
+        # Empty rows are left out of the starts: their (zero) ids fall between their neighbours' segments.
+        signatures[rows] = np.minimum.reduceat(hashed, sets.offsets[rows] - low, axis=1).T
     return signatures
+
+
+def row_blocks(offsets: np.ndarray, ids_per_block: int) -> list[tuple[int, int]]:
+    """(first row, end row) ranges covering every row, each holding about `ids_per_block` ids."""
+    row_count = len(offsets) - 1
+    marks = np.searchsorted(offsets[:-1], np.arange(0, offsets[-1], ids_per_block), side="right") - 1
+    cuts = np.unique(np.concatenate([[0], marks, [row_count]]))
+    return [(int(first), int(last)) for first, last in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def lsh_band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -138,19 +216,28 @@ def lsh_band_shape(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 def candidate_pairs(signatures: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
-    """Unique (left, right) row pairs that share at least one LSH band bucket, as an (n, 2) array."""
+    """Unique (left, right) row pairs that share at least one LSH band bucket, as an (n, 2) array.
+
+    Bands are sorted on a thread per core (numpy's sort releases the GIL).
+    """
     usable = np.flatnonzero(signatures[:, 0] != np.iinfo(np.uint32).max)
-    found = []
-    for band in range(bands):
+
+    def band_pairs(band: int) -> np.ndarray:
         block = signatures[usable, band * rows_per_band : (band + 1) * rows_per_band].astype(np.uint64)
         keys = np.zeros(len(usable), dtype=np.uint64)
         for column in range(block.shape[1]):
             keys = keys * SHINGLE_MIX + block[:, column]
-        found.append(pairs_sharing_key(keys, usable))
+        return pairs_sharing_key(keys, usable)
+
+    with ThreadPoolExecutor(max_workers=worker_threads()) as pool:
+        found = list(pool.map(band_pairs, range(bands)))
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
+    # One int64 per pair (rows < 2**31), sorted, repeats dropped: np.unique(axis=0) sorts rows of a 2-column view.
+    packed = np.sort((pairs[:, 0].astype(np.int64) << 31) | pairs[:, 1].astype(np.int64))
+    packed = packed[np.concatenate([[True], packed[1:] != packed[:-1]])] if len(packed) else packed
+    return np.stack([packed >> 31, packed & (2**31 - 1)], axis=1)
 
 
 def pairs_sharing_key(keys: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
@@ -188,8 +275,8 @@ def exact_jaccard(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.
 
 
 def _jaccard_block(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Intersections by lookup: each pair's right set, keyed (pair << 46 | id >> 18), is one sorted run
-    (pairs ascend, ids ascend within a row), so the left ids are found with one searchsorted, no sort.
+    """Each side's shingles become keys (pair << 46 | id >> 18); unique keys are that pair's set, and the
+    left keys found in the right side's sorted keys are its intersection.
 
     Ids are well-mixed 64-bit hashes; two distinct ids of one pair share their top 46 bits with
     probability about |L|·|R| / 2**46 (~1e-10 for 100-shingle texts): exact for every practical purpose.
@@ -201,13 +288,15 @@ def _jaccard_block(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np
         within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = sets.ids[np.repeat(sets.offsets[side], lengths) + within]
         pair = np.repeat(np.arange(len(side), dtype=np.uint64), lengths)
-        keys.append((pair << np.uint64(PAIR_KEY_SHIFT)) | (ids >> np.uint64(64 - PAIR_KEY_SHIFT)))
+        side_keys = np.sort((pair << np.uint64(PAIR_KEY_SHIFT)) | (ids >> np.uint64(64 - PAIR_KEY_SHIFT)))
+        # Sort, then drop repeats: np.unique's hash path took 12x longer on these keys.
+        keys.append(side_keys[np.concatenate([[True], side_keys[1:] != side_keys[:-1]])])
     left_keys, right_keys = keys
     position = np.minimum(np.searchsorted(right_keys, left_keys), max(len(right_keys) - 1, 0))
     found = right_keys[position] == left_keys if len(right_keys) else np.zeros(len(left_keys), dtype=bool)
-    pair_of_left = (left_keys >> np.uint64(PAIR_KEY_SHIFT)).astype(np.int64)
-    intersection = np.bincount(pair_of_left[found], minlength=len(left))
-    union = sizes[left] + sizes[right] - intersection
+    left_pair, right_pair = ((side_keys >> np.uint64(PAIR_KEY_SHIFT)).astype(np.int64) for side_keys in keys)
+    intersection = np.bincount(left_pair[found], minlength=len(left))
+    union = np.bincount(left_pair, minlength=len(left)) + np.bincount(right_pair, minlength=len(left)) - intersection
     return np.where(union > 0, intersection / np.maximum(union, 1), 0.0)
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 
+from tunegate import near_duplicates
 from tunegate.near_duplicates import (
     SimilarPairs,
     candidate_pairs,
@@ -7,8 +8,10 @@ from tunegate.near_duplicates import (
     exact_jaccard,
     lsh_band_shape,
     minhash_signatures,
+    row_blocks,
     shingle_sets,
     similar_pairs,
+    word_token_ids,
 )
 
 TEXTS = [
@@ -73,3 +76,34 @@ def test_similar_pairs_only_across_groups():
 def test_clusters_take_their_lowest_row_and_are_transitive():
     pairs = SimilarPairs(left=np.array([1, 3, 4]), right=np.array([3, 5, 6]), jaccard=np.ones(3))
     assert cluster_first_members(pairs, 7).tolist() == [0, 1, 2, 1, 4, 1, 4]
+
+
+def test_words_are_letters_digits_and_underscore_runs_in_any_script():
+    tokens, rows = word_token_ids(["Café au-lait, naïve!  東京 tower_1", "", "  CAFÉ\u00a0 "])
+    assert rows.tolist() == [0, 0, 0, 0, 0, 0, 2]
+    assert tokens[-1] == tokens[0]  # café, whatever its case and the spaces around it
+    assert len(set(tokens[:6].tolist())) == 6  # café au lait naïve 東京 tower_1
+
+
+def test_repeated_shingles_count_once_in_the_exact_jaccard():
+    sets = shingle_sets(["a b a b a b", "a b"], 2)
+    assert sets.sizes().tolist() == [5, 1]  # a-b, b-a, a-b, b-a, a-b: kept in text order
+    assert exact_jaccard(sets, np.array([0]), np.array([1])).tolist() == [0.5]  # {ab, ba} vs {ab}
+
+
+def test_signatures_do_not_depend_on_the_block_size(monkeypatch):
+    texts = ["", "one two three", "", "", "four five six seven eight", "one", "", "nine ten eleven twelve"]
+    sets = shingle_sets(texts, 2)
+    whole = minhash_signatures(sets, num_perm=16, seed=3)
+    monkeypatch.setattr(near_duplicates, "MINHASH_BLOCK_IDS", 2)
+    assert len(row_blocks(sets.offsets, 2)) > 3
+    assert (minhash_signatures(sets, num_perm=16, seed=3) == whole).all()
+    assert (whole[[0, 2, 3, 6]] == np.iinfo(np.uint32).max).all()
+
+
+def test_row_blocks_cover_every_row_once():
+    offsets = np.array([0, 0, 5, 5, 6, 20, 20])  # six rows; rows 0, 2 and 5 are empty
+    # A block starts at the row holding id 0, 5, 10, 15 (rows 1, 3, 4, 4): row 4's 14 ids stay in one block.
+    assert row_blocks(offsets, 5) == [(0, 1), (1, 3), (3, 4), (4, 6)]
+    assert row_blocks(np.array([0]), 5) == []
+    assert row_blocks(np.array([0, 0, 0]), 5) == [(0, 2)]
