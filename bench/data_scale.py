@@ -187,9 +187,7 @@ def run_ours(data: Path, truth: dict, home: Path, out: Path) -> None:
     validation = ValidationConfig(min_rows=10, max_prompt_chars=20_000, max_completion_chars=20_000, data_docs=False)
     dedup = DedupConfig()
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    ingested = ingest_sources.fn(sources, fingerprint_sources.fn(sources), str(home))
-    seconds["ingest"] = time.perf_counter() - started
+    ingested = timed(seconds, "ingest", lambda: ingest_sources.fn(sources, fingerprint_sources.fn(sources), str(home)))
     validated = timed(seconds, "validate", validate_rows.fn, ingested, validation, TaskConfig(), str(home))
     deduplicated = timed(seconds, "dedup", deduplicate_rows.fn, validated.valid, dedup, str(home))
     split = timed(seconds, "split", split_rows.fn, deduplicated.kept, SplitConfig(), dedup, str(home))
@@ -217,6 +215,7 @@ def run_ours(data: Path, truth: dict, home: Path, out: Path) -> None:
         "split_rows": [split.train.rows, split.val.rows, split.test.rows],
         "leaks": split.test_train_near_duplicates,
         "peak_rss_gb": round(peak_rss_gb, 2),
+        "peak_rss_after_gb": PEAK_RSS_AFTER,
         "quality": quality(texts, cluster, matched, truth, dedup.threshold),
         "valid_path": validated.valid.path,
     }
@@ -227,7 +226,12 @@ def timed(seconds: dict[str, float], name: str, function: Any, *args: Any) -> An
     started = time.perf_counter()
     result = function(*args)
     seconds[name] = time.perf_counter() - started
+    PEAK_RSS_AFTER[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return result
+
+
+# The process's peak RSS (GB) once each stage has run: where the peak was reached.
+PEAK_RSS_AFTER: dict[str, float] = {}
 
 
 def run_baseline(valid_path: Path, truth: dict, max_rows: int, out: Path) -> None:
@@ -293,6 +297,9 @@ def measure_size(rows: int, workdir: Path, baseline_max_rows: int) -> list[dict[
             **{f"{stage}_s": round(value, 1) for stage, value in ours["seconds"].items()},
             **{name: round(value) for name, value in stage_rate.items()},
             "peak_rss_gb": ours["peak_rss_gb"],
+            "peak_rss_reached_in": next(
+                stage for stage, peak in ours["peak_rss_after_gb"].items() if peak >= ours["peak_rss_gb"]
+            ),
             "quarantined": ours["quarantined"],
             "exact_removed": ours["exact_removed"],
             "near_removed": ours["near_removed"],

@@ -63,6 +63,8 @@ def study_name(
             "trial_max_steps",
             "trial_eval_steps",
             "pruner",
+            "startup_trials",
+            "reduction_factor",
             "seed",
         }
     )
@@ -80,16 +82,20 @@ def open_study(name: str, storage: str, sweep: SweepConfig) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruners = {
-        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=sweep.trial_eval_steps),
+        "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=sweep.trial_eval_steps, reduction_factor=sweep.reduction_factor
+        ),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(
-            min_resource=sweep.trial_eval_steps, max_resource=sweep.trial_max_steps
+            min_resource=sweep.trial_eval_steps,
+            max_resource=sweep.trial_max_steps,
+            reduction_factor=sweep.reduction_factor,
         ),
         "none": optuna.pruners.NopPruner,
     }
     return optuna.create_study(
         study_name=name,
         storage=optuna_storage(storage),
-        sampler=optuna.samplers.TPESampler(seed=sweep.seed),
+        sampler=optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=sweep.startup_trials),
         pruner=pruners[sweep.pruner](),
         direction="minimize",
         load_if_exists=True,

@@ -17,7 +17,7 @@ import pandas as pd
 from prefect import task
 from pydantic import BaseModel
 
-from data_checks.contract import TABLE_SUITE, row_suite_names, run_suites, suite_path
+from data_checks.contract import TABLE_SUITE, columns_checked, row_suite_names, run_suites, suite_path
 from tasks.ingest import IngestResult, write_jsonl
 from tunegate.caching import stage_cache_policy
 from tunegate.config import TaskConfig, ValidationConfig
@@ -56,9 +56,10 @@ def validate_rows(
     frame = add_derived_columns(ingested.canonical.read(), validation)
     parameters = suite_parameters(validation, task_config)
     with_labels = bool(task_config.labels) and bool(frame["labelled"].any())
+    row_suites = row_suite_names(with_labels, validation.tokenizer is not None)
     rows = run_suites(
-        frame,
-        row_suite_names(with_labels, validation.tokenizer is not None),
+        frame[columns_checked(row_suites)],
+        row_suites,
         parameters,
         Path(home),
         checkpoint_name="canonical-rows",

@@ -169,6 +169,17 @@ class SweepConfig(StrictModel):
     pruner: Literal["successive_halving", "hyperband", "none"] = Field(
         default="successive_halving", description="Stops unpromising trials early on their reported val loss."
     )
+    startup_trials: int = Field(
+        default=4,
+        ge=1,
+        description="Random trials before TPE models the results. Optuna's default (10) would leave an 8-trial "
+        "sweep pure random search.",
+    )
+    reduction_factor: int = Field(
+        default=4,
+        ge=2,
+        description="Successive halving keeps the best 1/reduction_factor of the trials at each report rung.",
+    )
     storage: str | None = Field(
         default=None,
         description="Optuna storage URL (sqlite:///..., postgresql://...); None: a journal file under home.",
