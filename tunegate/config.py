@@ -170,10 +170,10 @@ class SweepConfig(StrictModel):
         default="successive_halving", description="Stops unpromising trials early on their reported val loss."
     )
     startup_trials: int = Field(
-        default=4,
+        default=10,
         ge=1,
-        description="Random trials before TPE models the results. Optuna's default (10) would leave an 8-trial "
-        "sweep pure random search.",
+        description="Random trials before TPE models the results (Optuna's default); a sweep of no more trials is "
+        "random search. On the demo, 4 chose a rate that wins at 30 steps and loses at 150 (accuracy 0.16 vs 0.44).",
     )
     reduction_factor: int = Field(
         default=4,
