@@ -10,7 +10,7 @@ def test_study_name_follows_data_and_search_not_trial_count_or_runner():
     assert study_name("demo", "fp2", ModelConfig(), TrainConfig(), SweepConfig()) != base
     assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(lora_ranks=[8])) != base
     # The sampler and pruner settings decide which trials run and which stop: another study.
-    assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(startup_trials=10)) != base
+    assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(startup_trials=4)) != base
     assert study_name("demo", "fp1", ModelConfig(), TrainConfig(), SweepConfig(reduction_factor=2)) != base
 
 
