@@ -49,8 +49,8 @@ def row_suite_names(with_labels: bool, with_tokens: bool) -> list[str]:
 def columns_checked(suite_names: list[str]) -> list[str]:
     """Every column the named row-level suites read: checked columns, row-condition columns and row_id.
 
-    GX copies the whole frame for each row condition; handing it only these columns (not `raw` and
-    `messages`) took validation of 1M rows from 7.6 s of copying to about 1 s.
+    GX copies the frame it is given for each row condition; `raw` (every record's original text) would
+    about double those copies. Validate at 1M rows in the data_scale benchmark: 23.8 s before, 22.6 s after.
     """
     columns = {"row_id"}
     for name in suite_names:

@@ -159,10 +159,10 @@ def gc_paused() -> Iterator[None]:
 def read_jsonl_table(source: SourceConfig, content: bytes, prefix: str) -> pd.DataFrame | None:
     """Canonical rows of a JSONL file parsed whole by Arrow, or None to read it record by record.
 
-    The common case (every line a JSON object of one text shape, its text fields strings) takes ~10 s per
-    million rows this way against ~30 s per record; any line that is not (bad JSON, a field whose type
-    changes, a record of another shape, chat messages) sends the whole file down the per-record path,
-    which names each bad line.
+    The common case (every line a JSON object of one text shape, its text fields strings) takes 12.8 s per
+    million rows this way (fingerprint and Parquet write included) against 40.8 s record by record. Any
+    line that is not (bad JSON, a field whose type changes, a record of another shape, chat messages)
+    sends the whole file down the per-record path, which names each bad line.
     """
     if not content or content.isspace() or content.startswith(codecs.BOM_UTF8):
         return None
@@ -236,7 +236,10 @@ def is_arrow_string(data_type: pa.DataType) -> bool:
 
 def text_shape_fields(shape: str, table: pa.Table) -> tuple[Any, Any]:
     """(prompt, completion) columns for a text shape, as canonical_fields builds them per record."""
-    column = lambda name: table[name].to_pandas() if name in table.column_names else pd.Series([None] * table.num_rows)  # noqa: E731
+
+    def column(name: str) -> pd.Series:
+        return table[name].to_pandas() if name in table.column_names else pd.Series([None] * table.num_rows)
+
     if shape == "prompt_completion":
         return column("prompt"), column("completion")
     if shape == "text":

@@ -58,8 +58,8 @@ Texts = Sequence[str] | pa.Array | pa.ChunkedArray
 class ShingleSets:
     """Each row's shingle ids in text order (a repeated shingle repeats), rows laid end to end.
 
-    Not sorted or made unique per row: MinHash does not care, and sorting 88M ids at 1M rows took longer
-    than everything else; the exact Jaccard check makes the few candidate rows' sets unique itself.
+    Not sorted or made unique per row: MinHash does not care, and sorting every row's ids (one lexsort of
+    all of them) cost ~3 s per 100k rows; the exact Jaccard check makes the few candidate rows' sets unique.
     """
 
     ids: np.ndarray  # uint64, all rows' shingles
@@ -168,7 +168,7 @@ def minhash_signatures(sets: ShingleSets, num_perm: int, seed: int) -> np.ndarra
     """(rows, num_perm) uint32 MinHash signatures; empty rows get all-max.
 
     Each permutation is x -> a·x + b mod 2**32 (odd a) of the shingle id folded to 32 bits, computed for a
-    block of rows at a time as one (num_perm, ids) array that stays in cache: 6.5x faster than one 64-bit
+    block of rows at a time as one (num_perm, ids) array that stays in cache: 6.7x faster than one 64-bit
     multiply-add-shift pass per permutation over all ids, with the same Jaccard estimates (mean absolute
     error 0.0102 vs 0.0101 on 10,493 LSH candidates; ids are already well-mixed hashes).
     """
