@@ -187,19 +187,17 @@ def run_ours(data: Path, truth: dict, home: Path, out: Path) -> None:
     validation = ValidationConfig(min_rows=10, max_prompt_chars=20_000, max_completion_chars=20_000, data_docs=False)
     dedup = DedupConfig()
     seconds: dict[str, float] = {}
-    ingested = timed(seconds, "ingest", lambda: ingest_sources.fn(sources, fingerprint_sources.fn(sources), str(home)))
-    validated = timed(seconds, "validate", validate_rows.fn, ingested, validation, TaskConfig(), str(home))
-    deduplicated = timed(seconds, "dedup", deduplicate_rows.fn, validated.valid, dedup, str(home))
-    split = timed(seconds, "split", split_rows.fn, deduplicated.kept, SplitConfig(), dedup, str(home))
-    peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peaks: dict[str, float] = {}  # the process's peak RSS once each stage has run: where the peak was reached
+    ingested = timed(
+        seconds, peaks, "ingest", lambda: ingest_sources.fn(sources, fingerprint_sources.fn(sources), str(home))
+    )
+    validated = timed(seconds, peaks, "validate", validate_rows.fn, ingested, validation, TaskConfig(), str(home))
+    deduplicated = timed(seconds, peaks, "dedup", deduplicate_rows.fn, validated.valid, dedup, str(home))
+    split = timed(seconds, peaks, "split", split_rows.fn, deduplicated.kept, SplitConfig(), dedup, str(home))
     valid = validated.valid.read(["source_line", "prompt", "completion"]).set_index("source_line")
     removed = deduplicated.duplicates.read()
-    line = {row_id: int(row_id.rsplit(":", 1)[1]) for row_id in removed["duplicate_of"]}
-    line |= {row_id: int(row_id.rsplit(":", 1)[1]) for row_id in removed["matched_row_id"]}
-    cluster = resolve_clusters(
-        valid.index, removed["source_line"].to_numpy(), removed["duplicate_of"].map(line).to_numpy()
-    )
-    matched = pd.Series(removed["matched_row_id"].map(line).to_numpy(), index=removed["source_line"].to_numpy())
+    cluster = resolve_clusters(valid.index, removed["source_line"].to_numpy(), line_of(removed["duplicate_of"]))
+    matched = pd.Series(line_of(removed["matched_row_id"]), index=removed["source_line"].to_numpy())
     texts = valid["prompt"] + "\n" + valid["completion"]
     result = {
         "seconds": seconds,
@@ -214,24 +212,29 @@ def run_ours(data: Path, truth: dict, home: Path, out: Path) -> None:
         "near_removed": deduplicated.near_duplicates,
         "split_rows": [split.train.rows, split.val.rows, split.test.rows],
         "leaks": split.test_train_near_duplicates,
-        "peak_rss_gb": round(peak_rss_gb, 2),
-        "peak_rss_after_gb": PEAK_RSS_AFTER,
+        "peak_rss_gb": max(peaks.values()),
+        "peak_rss_after_gb": peaks,
         "quality": quality(texts, cluster, matched, truth, dedup.threshold),
         "valid_path": validated.valid.path,
     }
     out.write_text(json.dumps(result), encoding="utf-8")
 
 
-def timed(seconds: dict[str, float], name: str, function: Any, *args: Any) -> Any:
+def timed(seconds: dict[str, float], peaks: dict[str, float], name: str, function: Any, *args: Any) -> Any:
     started = time.perf_counter()
     result = function(*args)
     seconds[name] = time.perf_counter() - started
-    PEAK_RSS_AFTER[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    peaks[name] = peak_rss_gb()
     return result
 
 
-# The process's peak RSS (GB) once each stage has run: where the peak was reached.
-PEAK_RSS_AFTER: dict[str, float] = {}
+def peak_rss_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+def line_of(row_ids: pd.Series) -> np.ndarray:
+    """Source line of each `<file>:<line>` row id."""
+    return row_ids.str.rsplit(":", n=1).str[1].astype(np.int64).to_numpy()
 
 
 def run_baseline(valid_path: Path, truth: dict, max_rows: int, out: Path) -> None:
@@ -264,7 +267,7 @@ def run_baseline(valid_path: Path, truth: dict, max_rows: int, out: Path) -> Non
         "rows": len(texts),
         "seconds": seconds,
         "removed": len(dropped),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gb": peak_rss_gb(),
         "quality": quality(pd.Series(texts, index=lines), cluster, matched_line, truth, dedup.threshold),
     }
     out.write_text(json.dumps(result), encoding="utf-8")
