@@ -1,4 +1,5 @@
-"""The whole DAG: data stages → Optuna sweep → final training → evaluation vs base → gated MLflow registration.
+"""The whole DAG: data stages → Optuna sweep at the shipped budget → the best trial as candidate → evaluation vs
+base → MLflow registration gated on the bootstrap interval.
 
 python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
 """
@@ -16,13 +17,14 @@ from flows.prepare_data import prepare_data
 from tasks.evaluate import evaluate_final_model
 from tasks.register import lineage_tags, register_model
 from tasks.sweep import log_study_plots, run_sweep, storage_url, study_name
-from tasks.train import train_final_model
+from tasks.train import train_candidate
+from tunegate.budget import final_plan, trial_plan
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig, pipeline_fingerprint
 from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report, split_refs
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
-from tunegate.tracking import close_pipeline_run, fail_pipeline_run, open_pipeline_run
+from tunegate.tracking import close_pipeline_run, fail_pipeline_run, link_chosen_trial, open_pipeline_run
 
 
 def mark_mlflow_run_failed(flow: Any, run: Any, state: Any) -> None:
@@ -40,16 +42,39 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     home = str(config.home_path())
     stages = StageLog(timings=dict(data["timings"]), cache_hits=list(data["cache_hits"]))
     tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), splits.data_fingerprint)
-    study = study_name(config.name, splits.data_fingerprint, config.model, config.train, config.sweep)
+    plan = trial_plan(config, splits.train.rows)
+    study = study_name(config.name, splits.data_fingerprint, config.model, config.train, config.sweep, plan)
     storage = storage_url(config.sweep, config.home_path())
     started = time.perf_counter()
     sweep = run_sweep(
-        study, storage, config.sweep, splits.train, splits.val, config.model, config.train, home, tracking, warm_start
+        study,
+        storage,
+        config.sweep,
+        splits.train,
+        splits.val,
+        config.model,
+        config.train,
+        plan,
+        home,
+        tracking,
+        warm_start,
     )
     stages.record("sweep", time.perf_counter() - started, cached=sweep.trials_run == 0)
-    log_study_plots(study, storage, config.sweep, tracking, config.home_path() / "sweeps" / study)
-    best = config.train.model_copy(update=sweep.best_params)
-    trained = stages.run("train", train_final_model, splits.train, splits.val, config.model, best, home, tracking)
+    log_study_plots(study, storage, config.sweep, plan, tracking, config.home_path() / "sweeps" / study)
+    trained = stages.run(
+        "train",
+        train_candidate,
+        sweep.chosen,
+        splits.train,
+        splits.val,
+        config.model,
+        config.train,
+        config.sweep,
+        final_plan(config, splits.train.rows, splits.val.rows),
+        home,
+        tracking,
+    )
+    link_chosen_trial(tracking, sweep.chosen.number, sweep.chosen.mlflow_run_id, trained.source)
     evaluated = stages.run(
         "evaluate",
         evaluate_final_model,
@@ -77,13 +102,15 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         trained.adapter_fingerprint,
         evaluated.result,
         evaluated.rows,
+        evaluated.scores,
+        trained.result.health,
         config.model,
         config.registry,
         config.registry.model_name or config.name,
         lineage,
         tracking,
     )
-    summary = finetune_summary(data, sweep, trained.result, evaluated.result, registered, tracking, stages, best)
+    summary = finetune_summary(data, sweep, trained, evaluated.result, registered, tracking, stages)
     close_pipeline_run(tracking, summary["mlflow"]["params"], summary["mlflow"]["metrics"])
     publish_finetune_artifact(summary)
     return summary

@@ -44,9 +44,7 @@ def retrain(config: PipelineConfig, force: bool = False) -> Any:
         summary = {"status": "skipped", "reason": SKIPPED, "champion_version": champion["version"]}
         return Completed(message=SKIPPED, data=summary)
     warm_start = (
-        best_trials_of(
-            champion["optuna_study"], storage_url(config.sweep, config.home_path()), config.sweep, WARM_START_TRIALS
-        )
+        best_trials_of(champion["optuna_study"], storage_url(config.sweep, config.home_path()), WARM_START_TRIALS)
         if champion and champion.get("optuna_study")
         else []
     )

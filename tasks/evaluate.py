@@ -1,16 +1,15 @@
 """Evaluate: the fine-tuned model against its base model on the same held-out rows with the same prompts.
 
 For each model: mean loss and perplexity on target tokens, and greedy generations (batched, left-padded)
-scored by the task metric: accuracy (plus macro-F1) on labelled rows when the task has labels, ROUGE-L
-(plus exact match) on free-text rows. The delta of the task metric comes with a paired bootstrap 95%
-interval over rows, and a few side-by-side examples. Metrics come from packages that ship their code
-(scikit-learn, rouge-score), never from Hub-loaded metric scripts.
+scored by the task metric (`tunegate.scoring`): accuracy (plus macro-F1 and F1 per label) on labelled rows when
+the task has labels, ROUGE-L (plus exact match) on free-text rows. The delta of the task metric comes with a
+paired bootstrap 95% interval over rows, and a few side-by-side examples. The per-row scores of both models are
+written next to the rows, so the registry gate can compare a candidate with the champion row by row.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from prefect import task
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import EvalConfig, ModelConfig, TaskConfig
@@ -26,14 +25,21 @@ from tunegate.fingerprint import combine, fingerprint_value
 from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef, write_table
+from tunegate.scoring import (
+    generate,
+    mean_or_nan,
+    new_token_budget,
+    normalize_answer,
+    paired_bootstrap_ci,
+    scores_for_metric,
+    task_metric_name,
+)
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
 
 if TYPE_CHECKING:
     import torch
 
-BOOTSTRAP_RESAMPLES = 1000
 SIDE_BY_SIDE_EXAMPLES = 5
-FREE_TEXT_NEW_TOKENS = 64
 
 
 class Predictions(BaseModel):
@@ -44,7 +50,7 @@ class Predictions(BaseModel):
 
 
 class EvalResult(BaseModel):
-    """Base vs fine-tuned on the same rows."""
+    """Base vs fine-tuned on the same rows; metrics are NaN when there were no rows (never promotable)."""
 
     task_metric: str
     rows: int
@@ -53,36 +59,24 @@ class EvalResult(BaseModel):
     delta: float
     delta_ci95: tuple[float, float]
     examples: list[dict[str, str]]
-
-
-def normalize_answer(text: str) -> str:
-    """First line, lower-cased, inner whitespace collapsed, surrounding punctuation stripped."""
-    first_line = text.strip().split("\n", 1)[0] if text.strip() else ""
-    return re.sub(r"\s+", " ", first_line).strip().strip(".!?,;:'\"").strip().lower()
+    per_label_f1: dict[str, float] = {}
+    # Per-row task-metric scores (row order), for the gate's paired intervals; kept out of the summary JSON.
+    base_scores: list[float] = Field(default_factory=list, exclude=True)
+    finetuned_scores: list[float] = Field(default_factory=list, exclude=True)
 
 
 def per_row_scores(rows: pd.DataFrame, generations: list[str], labels: list[str] | None) -> tuple[str, np.ndarray]:
     """(task metric name, one score per row): exact label match for label tasks, ROUGE-L F1 otherwise."""
-    metric = "accuracy" if labels else "rouge_l"
+    metric = task_metric_name(labels)
     return metric, scores_for_metric(metric, rows, generations)
-
-
-def scores_for_metric(metric: str, rows: pd.DataFrame, generations: list[str]) -> np.ndarray:
-    """Per-row scores of `generations` against the rows' completions: accuracy (0/1) or ROUGE-L F1."""
-    predicted = [normalize_answer(g) for g in generations]
-    expected = [normalize_answer(c) for c in rows["completion"]]
-    if metric == "accuracy":
-        return np.array([p == e for p, e in zip(predicted, expected, strict=True)], dtype=float)
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return np.array([scorer.score(e, p)["rougeL"].fmeasure for p, e in zip(predicted, expected, strict=True)])
 
 
 def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[str] | None) -> dict[str, float]:
     """The task metric, its companion (macro-F1 or exact match), loss and perplexity for one model."""
     name, scores = per_row_scores(rows, predictions.generations, labels)
-    metrics = {name: float(scores.mean()), "loss": predictions.loss, "perplexity": math.exp(predictions.loss)}
+    metrics = {name: mean_or_nan(scores), "loss": predictions.loss, "perplexity": safe_exp(predictions.loss)}
+    if not len(rows):
+        return {**metrics, ("macro_f1" if labels else "exact_match"): math.nan}
     predicted = [normalize_answer(g) for g in predictions.generations]
     expected = [normalize_answer(c) for c in rows["completion"]]
     if labels:
@@ -98,14 +92,22 @@ def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[s
     return metrics
 
 
-def paired_bootstrap_ci(base: np.ndarray, tuned: np.ndarray, seed: int) -> tuple[float, float]:
-    """95% interval of mean(tuned - base), resampling rows with replacement (pairs stay together)."""
-    differences = tuned - base
-    rng = np.random.default_rng(seed)
-    resampled = rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))
-    means = differences[resampled].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def safe_exp(loss: float) -> float:
+    """exp(loss) without overflow (capped at e^700); NaN stays NaN."""
+    return math.exp(min(loss, 700.0)) if not math.isnan(loss) else math.nan
+
+
+def f1_per_label(rows: pd.DataFrame, generations: list[str], labels: list[str]) -> dict[str, float]:
+    """F1 of each label on these rows (0 for a label never predicted nor expected)."""
+    from sklearn.metrics import f1_score
+
+    predicted = [normalize_answer(g) for g in generations]
+    expected = [normalize_answer(c) for c in rows["completion"]]
+    names = [normalize_answer(x) for x in labels]
+    if not expected:
+        return {label: math.nan for label in labels}
+    scores = f1_score(expected, predicted, labels=names, average=None, zero_division=0)
+    return {label: round(float(score), 4) for label, score in zip(labels, scores, strict=True)}
 
 
 def compare_models(
@@ -125,9 +127,12 @@ def compare_models(
         rows=len(rows),
         base=summary_metrics(rows, base, labels),
         finetuned=summary_metrics(rows, tuned, labels),
-        delta=float(tuned_scores.mean() - base_scores.mean()),
+        delta=mean_or_nan(tuned_scores - base_scores),
         delta_ci95=paired_bootstrap_ci(base_scores, tuned_scores, seed),
         examples=examples,
+        per_label_f1=f1_per_label(rows, tuned.generations, labels) if labels else {},
+        base_scores=base_scores.tolist(),
+        finetuned_scores=tuned_scores.tolist(),
     )
 
 
@@ -161,7 +166,7 @@ def target_token_loss(
         )
         total_loss += losses.item()
         total_tokens += int((targets != IGNORE_INDEX).sum())
-    return total_loss / max(total_tokens, 1)
+    return total_loss / total_tokens if total_tokens else math.nan
 
 
 def batches_of(
@@ -180,27 +185,6 @@ def batches_of(
         )
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy continuations of each prompt, batched with left padding."""
-    tokenizer.padding_side = "left"
-    outputs = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=True
-        )
-        generated = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        outputs.extend(tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens)
-    tokenizer.padding_side = "right"
-    return outputs
-
-
 def evaluate_against_base(
     tuned_model: Any,
     tokenizer: Any,
@@ -213,7 +197,7 @@ def evaluate_against_base(
 ) -> EvalResult:
     """Base and fine-tuned predictions on the same rows, compared. The base is `base_model` when given
     (full fine-tuning), else the tuned PEFT model with its adapters disabled."""
-    max_new_tokens = label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
+    max_new_tokens = new_token_budget(tokenizer, labels)
     if base_model is not None:
         base = predict(base_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     else:
@@ -223,16 +207,12 @@ def evaluate_against_base(
     return compare_models(rows, base, tuned, labels, seed)
 
 
-def label_token_budget(tokenizer: Any, labels: list[str]) -> int:
-    """Enough new tokens for the longest label plus end-of-sequence and a little slack."""
-    return max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels) + 3
-
-
 class EvaluationOutput(BaseModel):
-    """The comparison and the exact rows it was measured on."""
+    """The comparison, the exact rows it was measured on, and both models' per-row scores on them."""
 
     result: EvalResult
     rows: TableRef
+    scores: TableRef
 
 
 def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int) -> pd.DataFrame:
@@ -273,4 +253,5 @@ def evaluate_final_model(
         base_model=separate_base,
     )
     (out_dir / "evaluation.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    return EvaluationOutput(result=result, rows=rows_ref)
+    scores = pd.DataFrame({"base": result.base_scores, "finetuned": result.finetuned_scores}, dtype=float)
+    return EvaluationOutput(result=result, rows=rows_ref, scores=write_table(scores, out_dir / "row_scores.parquet"))

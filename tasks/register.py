@@ -2,26 +2,36 @@
 
 The version carries the adapter, tokenizer and prompt format, a reference to the base model, and tags
 linking it to its data fingerprint, validation result, Optuna study, best params and Prefect flow run.
-`champion` moves to it only when it beats the base model by `registry.min_gain_over_base` on the task
-metric AND beats the current champion evaluated on the same test rows (reusing the champion's tagged
-score when it was measured on the same test-set fingerprint); otherwise it becomes `challenger`.
+`champion` moves to it only when the lower bound of the paired bootstrap 95% interval of its task-metric gain
+over the base reaches `registry.min_gain_over_base`, AND, when there is a champion, the lower bound of the
+interval of (candidate - champion) on the same test rows is above `registry.min_gain_over_champion` (the
+champion's per-row scores are reused when they were measured on the same test-set fingerprint, else it is
+evaluated now). An empty or NaN evaluation, or a candidate from an unhealthy training run, is never promoted;
+otherwise a refused candidate becomes `challenger`, and the reason quotes the interval.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import task
 from pydantic import BaseModel
 
-from tasks.evaluate import EvalResult, scores_for_metric
+from tasks.evaluate import EvalResult
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, RegistryConfig
+from tunegate.health import HealthReport
 from tunegate.refs import TableRef
+from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference
 from tunegate.tracking import fluent_tracking, mlflow_client
 
@@ -29,6 +39,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # A waiting run gives up after 30 minutes: the guarded section is seconds, or one champion re-evaluation.
 REGISTRY_LOCK_TIMEOUT = 1800.0
 SERVING_REQUIREMENTS = ["mlflow", "torch", "transformers", "peft", "pandas", "tunegate"]
+ROW_SCORES_DIR = "eval"  # the version's per-row test scores: <run artifacts>/eval/row_scores-v<version>.json
 
 
 class RegistryResult(BaseModel):
@@ -50,6 +61,8 @@ def register_model(
     adapter_fingerprint: str,
     evaluation: EvalResult,
     eval_rows: TableRef,
+    eval_scores: TableRef,
+    health: HealthReport,
     model: ModelConfig,
     registry: RegistryConfig,
     model_name: str,
@@ -63,6 +76,7 @@ def register_model(
     champion" and leave the alias on whichever wrote last."""
     client = mlflow_client(tracking["uri"])
     version = log_model_version(adapter_dir, model, model_name, tracking)
+    scores = eval_scores.read()
     version_tags = {
         **lineage,
         "adapter_fingerprint": adapter_fingerprint,
@@ -70,17 +84,26 @@ def register_model(
         "task_metric": evaluation.task_metric,
         f"eval.{evaluation.task_metric}": f"{evaluation.finetuned[evaluation.task_metric]:.6f}",
         f"eval.base.{evaluation.task_metric}": f"{evaluation.base[evaluation.task_metric]:.6f}",
+        "eval.row_scores": log_row_scores(client, tracking["parent_run_id"], version, eval_rows, scores["finetuned"]),
+        "healthy": str(health.healthy).lower(),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     with registry_lock(model_name):
         champion = current_champion(client, model_name)
-        champion_score = (
-            champion_score_on(champion, evaluation.task_metric, eval_rows, model_name, tracking["uri"])
+        champion_scores = (
+            champion_scores_on(client, champion, evaluation.task_metric, eval_rows, model_name, tracking["uri"])
             if champion
             else None
         )
-        promoted, reason = promotion_decision(evaluation, registry.min_gain_over_base, champion, champion_score)
+        promoted, reason = promotion_decision(
+            evaluation,
+            scores["base"].to_numpy(),
+            scores["finetuned"].to_numpy(),
+            registry,
+            health,
+            Champion(version=str(champion.version), scores=champion_scores) if champion else None,
+        )
         client.set_model_version_tag(model_name, version, "promotion_reason", reason)
         alias = CHAMPION if promoted else CHALLENGER
         client.set_registered_model_alias(model_name, alias, version)
@@ -92,6 +115,16 @@ def register_model(
         reason=reason,
         model_uri=f"models:/{model_name}@{alias}",
     )
+
+
+def log_row_scores(client: Any, run_id: str, version: str, rows: TableRef, scores: Any) -> str:
+    """Log the version's per-row test scores as a run artifact; returns its artifact path (tagged on the version)."""
+    name = f"row_scores-v{version}.json"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_text(json.dumps({"test_fingerprint": rows.fingerprint, "scores": list(map(float, scores))}))
+        client.log_artifact(run_id, str(path), artifact_path=ROW_SCORES_DIR)
+    return f"{ROW_SCORES_DIR}/{name}"
 
 
 def log_model_version(adapter_dir: str, model: ModelConfig, model_name: str, tracking: dict[str, str]) -> str:
@@ -148,33 +181,73 @@ def current_champion(client: Any, model_name: str) -> Any | None:
         return None
 
 
-def champion_score_on(champion: Any, metric: str, eval_rows: TableRef, model_name: str, uri: str) -> float:
-    """The champion's task metric on these test rows: its tag if measured on the same rows, else evaluated now."""
-    tags = champion.tags or {}
-    if tags.get("test_fingerprint") == eval_rows.fingerprint and f"eval.{metric}" in tags:
-        return float(tags[f"eval.{metric}"])
+def champion_scores_on(
+    client: Any, champion: Any, metric: str, eval_rows: TableRef, model_name: str, uri: str
+) -> np.ndarray:
+    """The champion's per-row task metric on these test rows: its logged scores if measured on the same rows,
+    else evaluated now through its pyfunc."""
+    logged = logged_row_scores(client, champion)
+    if logged is not None and logged["test_fingerprint"] == eval_rows.fingerprint:
+        return np.array(logged["scores"], dtype=float)
     import mlflow
 
     rows = eval_rows.read()
     with fluent_tracking(uri):
         champion_model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
-    generations = champion_model.predict(rows)
-    return float(scores_for_metric(metric, rows, list(generations)).mean())
+    return scores_for_metric(metric, rows, list(champion_model.predict(rows)))
+
+
+def logged_row_scores(client: Any, version: Any) -> dict[str, Any] | None:
+    artifact = (version.tags or {}).get("eval.row_scores")
+    if not artifact or not version.run_id:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(version.run_id, artifact, folder)
+        return json.loads(Path(local).read_text())
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion version and its per-row scores on the candidate's test rows."""
+
+    version: str
+    scores: np.ndarray
 
 
 def promotion_decision(
-    evaluation: EvalResult, min_gain: float, champion: Any | None, champion_score: float | None
+    evaluation: EvalResult,
+    base_scores: np.ndarray,
+    tuned_scores: np.ndarray,
+    registry: RegistryConfig,
+    health: HealthReport,
+    champion: Champion | None,
+    seed: int = 0,
 ) -> tuple[bool, str]:
-    """(promote?, one-line reason)."""
+    """(promote?, one-line reason quoting the intervals). Never promotes NaN, no rows, or an unhealthy run."""
     metric = evaluation.task_metric
     tuned, base = evaluation.finetuned[metric], evaluation.base[metric]
-    gain = f"{metric} {tuned:.3f} vs base {base:.3f} (gain {tuned - base:+.3f}, needed {min_gain:+.3f})"
-    if tuned - base < min_gain:
+    if not len(tuned_scores) or math.isnan(tuned) or math.isnan(base):
+        return False, f"not promoted: no evaluation ({metric} {tuned} vs base {base} on {len(tuned_scores)} rows)"
+    if not health.healthy:
+        return False, f"not promoted: training was unhealthy ({'; '.join(health.issues)})"
+    low, high = paired_bootstrap_ci(base_scores, tuned_scores, seed)
+    gain = (
+        f"{metric} {tuned:.3f} vs base {base:.3f} (gain {tuned - base:+.3f}, 95% CI {low:+.3f} .. {high:+.3f}, "
+        f"lower bound needed {registry.min_gain_over_base:+.3f})"
+    )
+    if low < registry.min_gain_over_base:
         return False, f"not promoted: {gain}"
-    if champion is not None and champion_score is not None and tuned <= champion_score:
-        return False, f"not promoted: {gain}, but champion v{champion.version} has {champion_score:.3f} on these rows"
-    against = f"beats champion v{champion.version} ({champion_score:.3f})" if champion else "no champion yet"
-    return True, f"promoted: {gain}; {against}"
+    if champion is None:
+        return True, f"promoted: {gain}; no champion yet"
+    c_low, c_high = paired_bootstrap_ci(champion.scores, tuned_scores, seed)
+    against = (
+        f"vs champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows "
+        f"(95% CI of the difference {c_low:+.3f} .. {c_high:+.3f}, lower bound must exceed "
+        f"{registry.min_gain_over_champion:+.3f})"
+    )
+    if not c_low > registry.min_gain_over_champion:
+        return False, f"not promoted: {gain}, but {against}"
+    return True, f"promoted: {gain}; beats champion {against}"
 
 
 def lineage_tags(

@@ -1,94 +1,110 @@
-"""Sweep: Optuna search over LoRA rank × learning rate, each trial a cached, retriable Prefect task.
+"""Sweep: Optuna search over LoRA rank x learning rate at the budget the model ships with, each trial a cached,
+retriable Prefect task.
 
-The study (seeded TPE sampler, successive-halving or Hyperband pruner) lives in the configured storage
-(a journal file under home by default, any Optuna RDB URL to share it between machines) and is named
-from the data fingerprint and the training config, so a rerun continues it and only tops it up to
-`n_trials`. Trials are asked for in the flow and submitted through the flow's task runner; each reports
-its validation loss to the pruner at every evaluation and logs into its own nested MLflow run. A trial
-task is cached on (params, data, budget): the same trial twice costs nothing.
+Every trial trains on the final budget (`train.epochs`, capped by `train.max_steps`) and reports the sweep
+objective (by default the task metric of greedy generations on validation rows) at the rungs below it
+(budget / rf^k), where successive halving or Hyperband stops the unpromising ones. A trial keeps its best
+checkpoint by the objective; the best complete, healthy trial's checkpoint is the candidate the flow evaluates
+and registers (no second training run). The study (seeded TPE) lives in the configured storage (a journal file
+under home by default, any Optuna RDB URL to share it) and is named from the data fingerprint and the search, so a
+rerun continues it and only tops it up to `n_trials`; each trial's result is stored on its Optuna trial, so the
+chosen trial can come from an earlier run. A trial task is cached on (params, data, plan, study): the same trial
+twice costs nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from pydantic import BaseModel
 
-from tasks.train import run_training
+from tasks.train import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
+from tunegate.budget import TrainingPlan
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
-from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
+from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_file, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import TableRef
 from tunegate.tracking import mlflow_client, start_child_run
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
+RESULT_ATTR = "result"  # the trial's TrialResult as JSON, on the Optuna trial
 
 
 class TrialResult(BaseModel):
-    """One trial's outcome; `value` is its best validation loss (the last reported one when pruned)."""
+    """One trial's outcome; `value` is its best objective (the last reported one when pruned)."""
 
     params: dict[str, float | int]
     state: str  # "complete" or "pruned"
     value: float
     steps: int
     mlflow_run_id: str | None
+    reason: str = ""  # why it was pruned: the pruner, or a health issue
+    train: TrainResult | None = None  # complete trials: the run and its saved best checkpoint
+    adapter_fingerprint: str | None = None
 
 
 class SweepResult(BaseModel):
-    """The study after this run's trials."""
+    """The study after this run's trials, and the trial it chose."""
 
     study_name: str
     storage: str
+    objective: str
+    direction: str
     n_trials: int
     n_pruned: int
     best_params: dict[str, float | int]
     best_value: float
     trial_steps_total: int
+    chosen: ChosenTrial
     trials_run: int = 0  # trial tasks this run executed (not served from cache)
+    stopped_by_timeout: bool = False
 
 
 def study_name(
-    pipeline_name: str, data_fingerprint: str, model: ModelConfig, train: TrainConfig, sweep: SweepConfig
+    pipeline_name: str, data_fingerprint: str, model: ModelConfig, train: TrainConfig, sweep: SweepConfig, plan: Any
 ) -> str:
-    """Same data and same search → same study (a rerun continues it); n_trials and the runner do not count."""
+    """Same data and same search → same study (a rerun continues it); n_trials, the runner and the time budget do
+    not count."""
     search = sweep.model_dump(
         include={
             "lora_ranks",
             "learning_rate_min",
             "learning_rate_max",
             "trial_max_steps",
-            "trial_eval_steps",
+            "rungs",
             "pruner",
             "startup_trials",
             "reduction_factor",
             "seed",
+            "objective_rows",
         }
     )
-    recipe = train.model_dump(exclude={"lora_r", "learning_rate", "max_steps"})
-    return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model]))[:12]}"
+    recipe = train.model_dump(exclude={"lora_r", "learning_rate"})
+    return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"
 
 
 def storage_url(sweep: SweepConfig, home: Path) -> str:
     return sweep.storage or f"journal:{home / 'optuna' / 'journal.log'}"
 
 
-def open_study(name: str, storage: str, sweep: SweepConfig) -> Any:
-    """Create or load the study: seeded TPE, the configured pruner, minimising validation loss."""
+def open_study(name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan) -> Any:
+    """Create or load the study: seeded TPE, the configured pruner with rungs below the plan's budget,
+    maximising the task metric or minimising val loss."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruners = {
         "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=sweep.trial_eval_steps, reduction_factor=sweep.reduction_factor
+            min_resource=plan.first_rung, reduction_factor=sweep.reduction_factor
         ),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(
-            min_resource=sweep.trial_eval_steps,
-            max_resource=sweep.trial_max_steps,
-            reduction_factor=sweep.reduction_factor,
+            min_resource=plan.first_rung, max_resource=plan.max_steps, reduction_factor=sweep.reduction_factor
         ),
         "none": optuna.pruners.NopPruner,
     }
@@ -97,9 +113,13 @@ def open_study(name: str, storage: str, sweep: SweepConfig) -> Any:
         storage=optuna_storage(storage),
         sampler=optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=sweep.startup_trials),
         pruner=pruners[sweep.pruner](),
-        direction="minimize",
+        direction=study_direction(plan),
         load_if_exists=True,
     )
+
+
+def study_direction(plan: TrainingPlan) -> str:
+    return "maximize" if plan.greater_is_better else "minimize"
 
 
 def optuna_storage(url: str) -> Any:
@@ -135,20 +155,23 @@ def run_trial(
     train: TableRef,
     val: TableRef,
     model: ModelConfig,
-    budget: TrainConfig,
+    recipe: TrainConfig,
+    plan: TrainingPlan,
     home: str,
     trial_number: int,
     study: dict[str, str],
     tracking: dict[str, str],
     study_key: str,
 ) -> TrialResult:
-    """Train with `params` on the trial budget, reporting val loss to the pruner and to a nested MLflow run."""
+    """Train with `params` on the plan's budget, reporting val loss and the objective at every rung to the pruner
+    and to a nested MLflow run; an unhealthy run (non-finite or flat loss, spiking gradients) is pruned."""
     import optuna
 
     from tunegate.callbacks import MlflowMetrics
 
-    key = combine(fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, budget]))
-    trial = reporting_trial(study, trial_number)
+    key = combine(fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, recipe]))
+    key = combine(key, fingerprint_value(plan))
+    trial = reporting_trial(study, trial_number, plan)
     client = mlflow_client(tracking["uri"])
     run_id = start_child_run(
         client,
@@ -161,14 +184,15 @@ def run_trial(
     client.log_param(run_id, "learning_rate", params["learning_rate"])
     reported: list[tuple[int, float]] = []
 
-    def report(step: int, loss: float) -> None:
-        reported.append((step, loss))
-        client.log_metric(run_id, "val_loss", loss, step=step)
-        trial.report(loss, step)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
+    def report(step: int, metrics: dict[str, float]) -> None:
+        reported.append((step, metrics[plan.metric]))
+        log_metrics(client, run_id, metrics, step)
+        trial.report(metrics[plan.metric], step)
+        # The top rung is the shipped budget: a trial that reached it is complete, never pruned there.
+        if step < plan.max_steps and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step}: {plan.metric} {metrics[plan.metric]:.4f}")
 
-    config = budget.model_copy(
+    config = recipe.model_copy(
         update={"lora_r": int(params["lora_r"]), "learning_rate": float(params["learning_rate"])}
     )
     try:
@@ -177,26 +201,46 @@ def run_trial(
             val.read(),
             model,
             config,
+            plan,
             Path(home) / "trials" / key[:16],
             on_evaluate=report,
             callbacks=[MlflowMetrics(client, run_id)],
         )
-    except optuna.TrialPruned:
+    except optuna.TrialPruned as pruned:
+        client.set_terminated(run_id, status="KILLED")
+        step, value = reported[-1]
+        return TrialResult(
+            params=params, state="pruned", value=value, steps=step, mlflow_run_id=run_id, reason=str(pruned)
+        )
+    log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
+    if not result.health.healthy:
+        client.set_tag(run_id, "health", "; ".join(result.health.issues))
         client.set_terminated(run_id, status="KILLED")
         return TrialResult(
-            params=params, state="pruned", value=reported[-1][1], steps=reported[-1][0], mlflow_run_id=run_id
+            params=params,
+            state="pruned",
+            value=result.best_objective,
+            steps=result.steps,
+            mlflow_run_id=run_id,
+            reason="unhealthy: " + "; ".join(result.health.issues),
         )
     client.set_terminated(run_id)
     return TrialResult(
-        params=params, state="complete", value=result.best_val_loss, steps=result.steps, mlflow_run_id=run_id
+        params=params,
+        state="complete",
+        value=result.best_objective,
+        steps=result.steps,
+        mlflow_run_id=run_id,
+        train=result,
+        adapter_fingerprint=fingerprint_directory(result.adapter_dir),
     )
 
 
-def reporting_trial(study: dict[str, str], trial_number: int) -> Any:
+def reporting_trial(study: dict[str, str], trial_number: int, plan: TrainingPlan) -> Any:
     """The running trial, reattached from storage, so this task can report to the pruner wherever it runs."""
     import optuna
 
-    loaded = open_study(study["name"], study["storage"], SweepConfig.model_validate_json(study["sweep"]))
+    loaded = open_study(study["name"], study["storage"], SweepConfig.model_validate_json(study["sweep"]), plan)
     # Optuna has no public lookup from a trial number to the storage's trial id; this one has been stable since 2.x.
     trial_id = loaded._storage.get_trial_id_from_study_id_trial_number(loaded._study_id, trial_number)
     return optuna.trial.Trial(loaded, trial_id)
@@ -209,71 +253,95 @@ def run_sweep(
     train: TableRef,
     val: TableRef,
     model: ModelConfig,
-    train_config: TrainConfig,
+    recipe: TrainConfig,
+    plan: TrainingPlan,
     home: str,
     tracking: dict[str, str],
     warm_start: list[dict[str, float | int]] | None = None,
 ) -> SweepResult:
-    """Top the study up to n_trials, `parallel_trials` at a time through the flow's task runner; `warm_start`
-    params (a previous study's best) are enqueued first, once."""
-    import optuna
+    """Top the study up to n_trials (or until `timeout_minutes`), `parallel_trials` at a time through the flow's
+    task runner; `warm_start` params (a previous study's best) are enqueued first, once."""
 
-    study = open_study(name, storage, sweep)
+    study = open_study(name, storage, sweep, plan)
     for params in warm_start or []:
         study.enqueue_trial(params, skip_if_exists=True)
-    budget = train_config.model_copy(
-        update={
-            "max_steps": sweep.trial_max_steps,
-            "eval_steps": sweep.trial_eval_steps,
-            "save_steps": sweep.trial_eval_steps,
-            "early_stopping_patience": 10**6,
-        }
-    )
     study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
-    trials_run = 0
-    finished, description = sweep_progress(study, sweep.n_trials)
+    deadline = time.monotonic() + sweep.timeout_minutes * 60 if sweep.timeout_minutes else math.inf
+    trials_run, timed_out = 0, False
+    finished, description = sweep_progress(study, sweep.n_trials, plan)
     progress = ProgressArtifact(SWEEP_KEY, finished, sweep.n_trials, description)
     while (missing := sweep.n_trials - finished_trials(study)) > 0:
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
         asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
         futures = [
-            run_trial.submit(dict(t.params), train, val, model, budget, home, t.number, study_ref, tracking, name)
+            run_trial.submit(dict(t.params), train, val, model, recipe, plan, home, t.number, study_ref, tracking, name)
             for t in asked
         ]
         for trial, future in zip(asked, futures, strict=True):
             outcome = future.result()
             trials_run += future.state.name != "Cached"
-            trial.set_user_attr("steps", outcome.steps)
-            if outcome.state == "pruned":
-                study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
-            else:
-                study.tell(trial.number, outcome.value)
-            finished, description = sweep_progress(study, sweep.n_trials)
+            record_outcome(study, trial, outcome)
+            finished, description = sweep_progress(study, sweep.n_trials, plan)
             progress.update(finished, sweep.n_trials, description)
-    return summarize_study(study, name, storage).model_copy(update={"trials_run": trials_run})
+    return summarize_study(study, name, storage, plan).model_copy(
+        update={"trials_run": trials_run, "stopped_by_timeout": timed_out}
+    )
 
 
-def sweep_progress(study: Any, total: int) -> tuple[int, str]:
+def record_outcome(study: Any, trial: Any, outcome: TrialResult) -> None:
+    """Tell Optuna the trial's state and value and keep its result (and the checkpoint it saved) on the trial."""
+    import optuna
+
+    trial.set_user_attr("steps", outcome.steps)
+    trial.set_user_attr(RESULT_ATTR, outcome.model_dump_json())
+    if outcome.state == "pruned":
+        study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial.number, outcome.value)
+
+
+def sweep_progress(study: Any, total: int, plan: TrainingPlan) -> tuple[int, str]:
     """(trials finished, progress description) from one read of the study's trials."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
-    best = min(done, key=lambda t: t.value) if done else None
-    finished = len(done) + pruned
-    return finished, sweep_description(finished, total, pruned, (best.value, best.params) if best else None)
+    finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) + pruned
+    best = best_complete_trial(trials, plan.greater_is_better)
+    return finished, sweep_description(
+        finished, total, pruned, (best.value, best.params) if best else None, metric=plan.metric
+    )
 
 
-def best_trials_of(name: str, storage: str, sweep: SweepConfig, count: int) -> list[dict[str, float | int]]:
-    """Params of a study's `count` best finished trials (for warm-starting its successor); [] if it has none."""
+def best_complete_trial(trials: list[Any], maximize: bool) -> Any | None:
+    """The best complete trial (pruned and unhealthy trials are never complete); ties on the objective (common for
+    accuracy on a few hundred rows) go to the lower val loss, then to the earlier trial."""
+    import optuna
+
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and RESULT_ATTR in t.user_attrs]
+    if not done:
+        return None
+
+    def rank(t: Any) -> tuple[float, float, int]:
+        val_loss = json.loads(t.user_attrs[RESULT_ATTR])["train"]["best_val_loss"]
+        return (-t.value if maximize else t.value, val_loss if val_loss is not None else math.inf, t.number)
+
+    return min(done, key=rank)
+
+
+def best_trials_of(name: str, storage: str, count: int) -> list[dict[str, float | int]]:
+    """Params of a study's `count` best complete trials (for warm-starting its successor); [] if it has none."""
     import optuna
 
     try:
         study = optuna.load_study(study_name=name, storage=optuna_storage(storage))
     except KeyError:
         return []
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    return [dict(t.params) for t in sorted(done, key=lambda t: t.value)[:count]]
+    return [dict(t.params) for t in sorted(done, key=lambda t: -t.value if maximize else t.value)[:count]]
 
 
 def finished_trials(study: Any) -> int:
@@ -283,27 +351,52 @@ def finished_trials(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
-def summarize_study(study: Any, name: str, storage: str) -> SweepResult:
+class NoCompleteTrial(RuntimeError):
+    """Every trial was pruned or unhealthy: there is no candidate to evaluate."""
+
+
+def summarize_study(study: Any, name: str, storage: str, plan: TrainingPlan) -> SweepResult:
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    best = best_complete_trial(trials, plan.greater_is_better)
+    if best is None:
+        reasons = sorted(
+            {json.loads(t.user_attrs[RESULT_ATTR])["reason"] for t in pruned if RESULT_ATTR in t.user_attrs}
+        )
+        raise NoCompleteTrial(
+            f"study {name}: none of {len(trials)} trials completed healthy ({'; '.join(reasons)[:500]}); "
+            "widen sweep.learning_rate_min/max, add trials, or lower the pruner's aggressiveness"
+        )
+    outcome = TrialResult.model_validate_json(best.user_attrs[RESULT_ATTR])
     return SweepResult(
         study_name=name,
         storage=storage,
+        objective=plan.metric,
+        direction=study_direction(plan),
         n_trials=finished_trials(study),
         n_pruned=len(pruned),
-        best_params={k: study.best_params[k] for k in SEARCH_PARAMS},
-        best_value=float(study.best_value),
+        best_params={k: best.params[k] for k in SEARCH_PARAMS},
+        best_value=float(best.value),
         trial_steps_total=sum(int(t.user_attrs.get("steps", 0)) for t in trials),
+        chosen=ChosenTrial(
+            number=best.number,
+            params={k: best.params[k] for k in SEARCH_PARAMS},
+            result=outcome.train,
+            adapter_fingerprint=outcome.adapter_fingerprint,
+            mlflow_run_id=outcome.mlflow_run_id,
+        ),
     )
 
 
-def log_study_plots(name: str, storage: str, sweep: SweepConfig, tracking: dict[str, str], out_dir: Path) -> list[str]:
+def log_study_plots(
+    name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan, tracking: dict[str, str], out_dir: Path
+) -> list[str]:
     """Optimization history, parameter importances and the rank × learning-rate contour, as one HTML artifact
     (`sweep/sweep_report.html`) that embeds plotly.js once, so it opens offline. Drawing takes ~2 s (the
     importances fit a random forest), so an unchanged study reuses the report it drew last time."""
-    study = open_study(name, storage, sweep)
+    study = open_study(name, storage, sweep, plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, stamp = out_dir / "sweep_report.html", out_dir / "sweep_report.json"
     key = combine(

@@ -1,4 +1,5 @@
-"""Train: fine-tune the base model (LoRA, QLoRA or full) on the train split, early-stopped on val loss.
+"""Train: fine-tune the base model (LoRA, QLoRA or full) on the train split, keeping the best checkpoint by the
+sweep objective (the task metric of greedy generations, or val loss) measured at the plan's rung steps.
 
 Reads the split Parquet files; writes `<out_dir>/checkpoints/checkpoint-<step>/` every `save_steps`
 (a run killed mid-training and started again resumes from the last one) and `<out_dir>/adapter/` (the
@@ -10,19 +11,22 @@ has it, and an optional gradient-checkpointing switch.
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from prefect import task
-from pydantic import BaseModel
+from prefect import get_run_logger, task
+from pydantic import BaseModel, Field
 
+from tunegate.budget import TrainingPlan
 from tunegate.caching import stage_cache_policy
-from tunegate.config import ModelConfig, TrainConfig
+from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
+from tunegate.health import HealthReport, HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef
@@ -41,14 +45,19 @@ class TrainResult(BaseModel):
     adapter_dir: str
     method: str
     steps: int
+    objective: str = Field(description="The metric the best checkpoint was chosen on (accuracy, rouge_l, val_loss).")
+    best_objective: float = Field(description="That metric at the kept checkpoint (NaN if never measured).")
+    best_step: int = Field(description="Step of the kept checkpoint.")
     best_val_loss: float
     val_loss_history: list[tuple[int, float]]
+    objective_history: list[tuple[int, float]]
     train_tokens_seen: int
     tokens_per_second: float
     peak_memory_mb: float
     resumed_from_step: int
     overlength_rows: int
     stopped_early: bool
+    health: HealthReport
 
 
 def run_training(
@@ -56,14 +65,22 @@ def run_training(
     val_rows: pd.DataFrame,
     model_config: ModelConfig,
     train_config: TrainConfig,
+    plan: TrainingPlan,
     out_dir: Path,
     on_evaluate: EvaluationHook | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Train from the base model (or the last checkpoint in out_dir) and save the best weights."""
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback, Trainer
+    """Train from the base model (or the last checkpoint in out_dir) on `plan`; keep the best checkpoint by the
+    plan's objective (or the last one) and save it."""
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
 
-    from tunegate.callbacks import EvaluationHistory, Throughput
+    from tunegate.callbacks import (
+        EvaluateAt,
+        EvaluationHistory,
+        TaskMetricTrainer,
+        Throughput,
+        TrainingHealthCallback,
+    )
 
     tokenizer = load_tokenizer_for_training(model_config)
     prompt_format = PromptFormat.from_tokenizer(tokenizer)
@@ -79,38 +96,68 @@ def run_training(
     model = trainable_model(model_config, train_config)
     checkpoints = out_dir / CHECKPOINT_DIR
     last_checkpoint = last_complete_checkpoint(checkpoints)
-    history = EvaluationHistory(on_evaluate)
+    history = EvaluationHistory(on_evaluate, plan.metric)
     throughput = Throughput()
-    trainer = Trainer(
+    health = HealthWatch(train_config.health, plan.first_rung)
+    trainer = TaskMetricTrainer(
         model=model,
-        args=training_arguments(train_config, checkpoints),
+        args=training_arguments(train_config, plan, checkpoints),
         train_dataset=train_encoded.to_dataset(),
         eval_dataset=val_encoded.to_dataset(),
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
         callbacks=[
+            EvaluateAt(plan.evaluation_steps, train_config.save_steps),
+            TrainingHealthCallback(health),
             history,
             throughput,
             EarlyStoppingCallback(train_config.early_stopping_patience),
             *(callbacks or []),
         ],
+        objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
+        metric=plan.metric,
+        labels=plan.labels,
     )
     trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
     trainer.train(resume_from_checkpoint=last_checkpoint)
     adapter_dir = save_trained(trainer, tokenizer, prompt_format, out_dir / ADAPTER_DIR)
+    best_step = kept_step(trainer, plan)
     return TrainResult(
         adapter_dir=str(adapter_dir),
         method=train_config.method,
         steps=trainer.state.global_step,
-        best_val_loss=float(trainer.state.best_metric if trainer.state.best_metric is not None else history.best()),
+        objective=plan.metric,
+        best_objective=value_at(history.objective, best_step),
+        best_step=best_step,
+        best_val_loss=value_at(history.losses, best_step),
         val_loss_history=history.losses,
+        objective_history=history.objective,
         train_tokens_seen=throughput.tokens,
         tokens_per_second=throughput.tokens_per_second(),
         peak_memory_mb=peak_memory_mb(),
         resumed_from_step=checkpoint_step(last_checkpoint),
         overlength_rows=train_encoded.overlength_rows + val_encoded.overlength_rows,
-        stopped_early=trainer.state.global_step < train_config.max_steps,
+        stopped_early=trainer.state.global_step < plan.max_steps,
+        health=health.report(),
     )
+
+
+def objective_rows(val_rows: pd.DataFrame, plan: TrainingPlan) -> pd.DataFrame:
+    """The validation rows the task metric is measured on: labelled rows for a label task, the first N."""
+    chosen = val_rows[val_rows["labelled"].astype(bool)] if plan.labels and "labelled" in val_rows else val_rows
+    return chosen.head(plan.objective_rows).reset_index(drop=True)
+
+
+def kept_step(trainer: Any, plan: TrainingPlan) -> int:
+    """The step whose weights were saved: the best checkpoint's, or the last step's."""
+    best = trainer.state.best_global_step if plan.keep_best_checkpoint else None
+    return int(best) if best else trainer.state.global_step
+
+
+def value_at(history: list[tuple[int, float]], step: int) -> float:
+    """The value measured at `step`, else the last one measured, else NaN (a run stopped before any evaluation)."""
+    at_step = [value for s, value in history if s == step]
+    return at_step[-1] if at_step else (history[-1][1] if history else math.nan)
 
 
 def load_tokenizer_for_training(model_config: ModelConfig) -> Any:
@@ -172,15 +219,18 @@ def mixed_precision(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(train_config: TrainConfig, checkpoints: Path) -> Any:
+def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoints: Path) -> Any:
     import torch
     from transformers import TrainingArguments
 
-    # load_best_model_at_end needs checkpoints on evaluation steps: round save_steps up to a multiple.
-    save_steps = -(-train_config.save_steps // train_config.eval_steps) * train_config.eval_steps
+    from tunegate.callbacks import SELECTION
+
+    # Evaluations and checkpoints are driven by EvaluateAt (the rung steps), so the interval-based ones are set
+    # past the end of the run: the two strategies must match for load_best_model_at_end.
+    never = plan.max_steps + 1
     return TrainingArguments(
         output_dir=str(checkpoints),
-        max_steps=train_config.max_steps,
+        max_steps=plan.max_steps,
         per_device_train_batch_size=train_config.batch_size,
         per_device_eval_batch_size=train_config.batch_size,
         gradient_accumulation_steps=train_config.gradient_accumulation_steps,
@@ -190,16 +240,16 @@ def training_arguments(train_config: TrainConfig, checkpoints: Path) -> Any:
         weight_decay=train_config.weight_decay,
         max_grad_norm=train_config.max_grad_norm,
         eval_strategy="steps",
-        eval_steps=train_config.eval_steps,
+        eval_steps=never,
         save_strategy="steps",
-        save_steps=save_steps,
+        save_steps=never,
         save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        load_best_model_at_end=plan.keep_best_checkpoint,
+        metric_for_best_model=SELECTION,  # the objective, ties broken by val loss (TaskMetricTrainer)
+        greater_is_better=True,
         train_sampling_strategy="group_by_length",
         include_num_input_tokens_seen="non_padding",
-        logging_steps=max(1, min(10, train_config.eval_steps)),
+        logging_steps=max(1, min(10, plan.first_rung // 2)),
         report_to="none",
         seed=train_config.seed,
         data_seed=train_config.seed,
@@ -238,36 +288,122 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+class ChosenTrial(BaseModel):
+    """The sweep's best complete, healthy trial: its params, its training result and its saved weights."""
+
+    number: int
+    params: dict[str, float | int]
+    result: TrainResult
+    adapter_fingerprint: str
+    mlflow_run_id: str | None
+
+
 class TrainedModel(BaseModel):
-    """The final run's result and the content fingerprint of its saved weights."""
+    """The candidate: a training result, the content fingerprint of its saved weights, and where it came from."""
 
     result: TrainResult
     adapter_fingerprint: str
+    source: str = Field(description="`trial <n>` (the sweep's best trial, no second training) or `refit`.")
+    mlflow_run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
 
 
 @task(cache_policy=stage_cache_policy(excluded=("tracking",)))
-def train_final_model(
-    train: TableRef, val: TableRef, model: ModelConfig, train_config: TrainConfig, home: str, tracking: dict[str, str]
+def train_candidate(
+    chosen: ChosenTrial,
+    train: TableRef,
+    val: TableRef,
+    model: ModelConfig,
+    train_config: TrainConfig,
+    sweep: SweepConfig,
+    plan: TrainingPlan,
+    home: str,
+    tracking: dict[str, str],
 ) -> TrainedModel:
-    """The full-budget run with the sweep's best params, as the nested MLflow run `final-training`."""
-    key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, train_config]))[:16]
+    """The model that is evaluated and registered: with `sweep.final: best_trial`, the chosen trial's best
+    checkpoint as it is (retrained into its own directory only if its files are gone or changed); with
+    `refit`, a fresh full-budget run with the chosen params (on train + val if asked), as the nested MLflow
+    run `final-training`."""
+    recipe = train_config.model_copy(update=chosen.params)
+    if sweep.final == "best_trial":
+        adapter = Path(chosen.result.adapter_dir)
+        if adapter.is_dir() and fingerprint_directory(adapter) == chosen.adapter_fingerprint:
+            return TrainedModel(
+                result=chosen.result,
+                adapter_fingerprint=chosen.adapter_fingerprint,
+                source=f"trial {chosen.number}",
+                mlflow_run_id=chosen.mlflow_run_id,
+            )
+        get_run_logger().warning(
+            "trial %s's adapter %s is missing or changed: retraining its recipe into its directory",
+            chosen.number,
+            adapter,
+        )
+        result = run_training(train.read(), val.read(), model, recipe, plan, adapter.parent)
+        return TrainedModel(
+            result=result,
+            adapter_fingerprint=fingerprint_directory(result.adapter_dir),
+            source=f"trial {chosen.number}",
+            mlflow_run_id=chosen.mlflow_run_id,
+        )
+    return refit(train, val, model, recipe, sweep, plan, home, tracking)
+
+
+def refit(
+    train: TableRef,
+    val: TableRef,
+    model: ModelConfig,
+    recipe: TrainConfig,
+    sweep: SweepConfig,
+    plan: TrainingPlan,
+    home: str,
+    tracking: dict[str, str],
+) -> TrainedModel:
+    """Retrain the chosen params from scratch on the final budget, as the nested MLflow run `final-training`."""
     from tunegate.callbacks import MlflowMetrics, TrainingProgress
 
+    train_rows = pd.concat([train.read(), val.read()], ignore_index=True) if sweep.refit_with_val else train.read()
+    key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, recipe, plan, sweep.refit_with_val]))
     client = mlflow_client(tracking["uri"])
-    run_name = f"final-training r={train_config.lora_r} lr={train_config.learning_rate:.1e}"
+    run_name = f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}"
     run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), run_name)
-    for name in ("lora_r", "learning_rate", "method", "max_steps", "batch_size", "gradient_accumulation_steps"):
-        client.log_param(run_id, name, getattr(train_config, name))
+    for name in ("lora_r", "learning_rate", "method", "epochs", "batch_size", "gradient_accumulation_steps"):
+        client.log_param(run_id, name, getattr(recipe, name))
+    client.log_param(run_id, "max_steps", plan.max_steps)
     result = run_training(
-        train.read(),
+        train_rows,
         val.read(),
         model,
-        train_config,
-        Path(home) / "train" / key,
-        on_evaluate=lambda step, loss: client.log_metric(run_id, "val_loss", loss, step=step),
-        callbacks=[MlflowMetrics(client, run_id), TrainingProgress(train_config.max_steps)],
+        recipe,
+        plan,
+        Path(home) / "train" / key[:16],
+        on_evaluate=lambda step, metrics: log_metrics(client, run_id, metrics, step),
+        callbacks=[MlflowMetrics(client, run_id), TrainingProgress(plan.max_steps)],
     )
-    for name in ("tokens_per_second", "peak_memory_mb", "best_val_loss", "overlength_rows"):
-        client.log_metric(run_id, name, float(getattr(result, name)))
+    log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
     client.set_terminated(run_id)
-    return TrainedModel(result=result, adapter_fingerprint=fingerprint_directory(result.adapter_dir))
+    return TrainedModel(
+        result=result,
+        adapter_fingerprint=fingerprint_directory(result.adapter_dir),
+        source="refit",
+        mlflow_run_id=run_id,
+    )
+
+
+def log_metrics(client: Any, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log finite metrics (MLflow stores NaN, but the compare view cannot plot it)."""
+    for name, value in metrics.items():
+        if math.isfinite(value):
+            client.log_metric(run_id, name, float(value), step=step)
+
+
+def run_summary_metrics(result: TrainResult) -> dict[str, float]:
+    """The end-of-run numbers every training run logs, with the same names in trials and refits."""
+    return {
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_mb": result.peak_memory_mb,
+        "best_val_loss": result.best_val_loss,
+        f"best_{result.objective}": result.best_objective,
+        "overlength_rows": float(result.overlength_rows),
+        "healthy": float(result.health.healthy),
+        "grad_spikes": float(result.health.grad_spikes),
+    }

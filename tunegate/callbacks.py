@@ -1,4 +1,5 @@
-"""The Trainer callbacks of a training run: evaluation history, throughput, MLflow metrics, Prefect progress.
+"""The Trainer pieces of a training run: the objective measured inside evaluation, evaluations at the rung
+steps, training health, evaluation history, throughput, MLflow metrics, Prefect progress.
 
 They live apart from the stage modules so that importing a flow does not import transformers (and with it
 torch and PEFT, ~6 s): a run whose stages are all cached never needs them.
@@ -6,34 +7,116 @@ torch and PEFT, ~6 s): a run whose stages are all cached never needs them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
+from tunegate.health import HealthWatch
 from tunegate.progress import TRAINING_KEY, UPDATES_PER_RUN, ProgressArtifact
+from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
 
-EvaluationHook = Callable[[int, float], None]  # called with (step, val_loss) after each evaluation
+SELECTION = "selection"  # the metric the best checkpoint is chosen on (greater is better)
+# Called with (step, {"val_loss": ..., <objective metric>: ...}) after each evaluation; may raise to stop a trial.
+EvaluationHook = Callable[[int, dict[str, float]], None]
 # Trainer log keys → the names every run uses.
 TRAINER_METRIC_NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
-class EvaluationHistory(TrainerCallback):
-    """Keeps (step, val_loss) of every evaluation and passes it on (the sweep's pruner listens here)."""
+class TaskMetricTrainer(Trainer):
+    """A Trainer whose evaluation also scores greedy generations on validation rows with the task metric.
 
-    def __init__(self, report: EvaluationHook | None) -> None:
-        self.report = report
+    The metric is added to the evaluation's metrics (`eval_accuracy`), so the log, every callback's
+    `on_evaluate` (the pruner listens there), the best-checkpoint choice (`metric_for_best_model`) and early
+    stopping all see it."""
+
+    def __init__(self, *args: Any, objective_rows: Any = None, metric: str = "", labels: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objective_rows, self.metric, self.labels = objective_rows, metric, labels
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        loss = output.metrics[f"{prefix}_loss"]
+        if self.objective_rows is None:
+            output.metrics[f"{prefix}_{SELECTION}"] = -loss
+            return output
+        value = self.task_metric()
+        output.metrics[f"{prefix}_{self.metric}"] = value
+        # Accuracy on a few hundred rows moves in steps of ~0.005 and ties often (all 0 early on): 1e-6 x val loss
+        # (< 1e-4 for any loss below 100) breaks ties toward the lower loss without reordering distinct values.
+        output.metrics[f"{prefix}_{SELECTION}"] = value - 1e-6 * loss if not math.isnan(value) else -math.inf
+        return output
+
+    def task_metric(self) -> float:
+        from tunegate.prompting import PromptFormat
+
+        prompt_format = PromptFormat.from_tokenizer(self.processing_class)
+        prompts = [prompt_format.format_row(row).prompt for row in self.objective_rows.to_dict("records")]
+        self.model.eval()
+        generations = generate(
+            self.model,
+            self.processing_class,
+            prompts,
+            new_token_budget(self.processing_class, self.labels),
+            self.args.per_device_eval_batch_size,
+        )
+        return mean_or_nan(scores_for_metric(self.metric, self.objective_rows, generations))
+
+
+class EvaluateAt(TrainerCallback):
+    """Evaluates (and checkpoints) at the given steps, the sweep's rungs; checkpoints every `save_steps` too."""
+
+    def __init__(self, steps: list[int], save_steps: int) -> None:
+        self.steps, self.save_steps = set(steps), save_steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            control.should_evaluate = control.should_save = True
+        elif state.global_step % self.save_steps == 0:
+            control.should_save = True
+
+
+class TrainingHealthCallback(TrainerCallback):
+    """Feeds each logged loss and gradient norm to a HealthWatch; an unhealthy run stops at once."""
+
+    def __init__(self, watch: HealthWatch) -> None:
+        self.watch = watch
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.watch.observe(state.global_step, float(logs["loss"]), _float_or_none(logs.get("grad_norm")))
+            if self.watch.unhealthy:
+                control.should_training_stop = True
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+class EvaluationHistory(TrainerCallback):
+    """Keeps (step, val_loss) and (step, objective) of every evaluation and passes them on (the pruner)."""
+
+    def __init__(self, report: EvaluationHook | None, metric: str) -> None:
+        self.report, self.metric = report, metric
         self.losses: list[tuple[int, float]] = []
+        self.objective: list[tuple[int, float]] = []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         loss = float(metrics["eval_loss"])
+        value = float(metrics.get(f"eval_{self.metric}", loss))
         self.losses.append((state.global_step, loss))
+        self.objective.append((state.global_step, value))
         if self.report is not None:
-            self.report(state.global_step, loss)
+            self.report(state.global_step, {"val_loss": loss, self.metric: value})
 
-    def best(self) -> float:
-        return min(loss for _, loss in self.losses)
+    def best(self, greater_is_better: bool) -> float:
+        values = [v for _, v in self.objective if not math.isnan(v)]
+        if not values:
+            return math.nan
+        return max(values) if greater_is_better else min(values)
 
 
 class Throughput(TrainerCallback):

@@ -31,11 +31,13 @@ def percent(done: float, total: float) -> float:
     return round(100.0 * min(done, total) / total, 1) if total else 100.0
 
 
-def sweep_description(finished: int, total: int, pruned: int, best: tuple[float, dict[str, Any]] | None) -> str:
+def sweep_description(
+    finished: int, total: int, pruned: int, best: tuple[float, dict[str, Any]] | None, metric: str = "val_loss"
+) -> str:
     line = f"Sweep: {finished}/{total} trials finished ({pruned} pruned)"
     if best is None:
         return line
     value, params = best
     return (
-        f"{line}; best val_loss {value:.4f} at lora_r={params['lora_r']}, learning_rate={params['learning_rate']:.2e}"
+        f"{line}; best {metric} {value:.4f} at lora_r={params['lora_r']}, learning_rate={params['learning_rate']:.2e}"
     )

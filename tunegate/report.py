@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
@@ -133,24 +134,33 @@ def finetune_summary(
     registered: Any,
     tracking: dict[str, str],
     stages: StageLog,
-    trained_params: Any,
 ) -> dict[str, Any]:
     """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract;
-    `trained_params` is the final training's TrainConfig."""
+    `trained` is the candidate (a TrainedModel: the chosen trial's run, or the refit)."""
     metric = evaluation.task_metric
+    result = trained.result
     return {
         **data,
         "sweep": {
-            **sweep.model_dump(include={"study_name", "storage", "n_trials", "n_pruned", "best_value"}),
+            **sweep.model_dump(
+                include={"study_name", "storage", "objective", "direction", "n_trials", "n_pruned", "best_value"}
+            ),
             "best_params": sweep.best_params,
+            "chosen_trial": sweep.chosen.number,
             "trial_steps_total": sweep.trial_steps_total,
             "trials_run": sweep.trials_run,
+            "stopped_by_timeout": sweep.stopped_by_timeout,
         },
         "train": {
-            **trained.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
-            "best_val_loss": trained.best_val_loss,
-            "overlength_rows": trained.overlength_rows,
-            "adapter_dir": trained.adapter_dir,
+            **result.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
+            "source": trained.source,
+            "best_step": result.best_step,
+            "best_val_loss": result.best_val_loss,
+            f"best_{result.objective}": result.best_objective,
+            "overlength_rows": result.overlength_rows,
+            "adapter_dir": result.adapter_dir,
+            "adapter_fingerprint": trained.adapter_fingerprint,
+            "health": result.health.model_dump(),
         },
         "eval": {
             "task_metric": metric,
@@ -159,6 +169,7 @@ def finetune_summary(
             "finetuned": evaluation.finetuned,
             "delta": evaluation.delta,
             "delta_ci95": list(evaluation.delta_ci95),
+            "per_label_f1": evaluation.per_label_f1,
             "examples": evaluation.examples,
         },
         "registry": registered.model_dump(),
@@ -166,21 +177,28 @@ def finetune_summary(
             "tracking_uri": tracking["uri"],
             "run_id": tracking["parent_run_id"],
             "experiment_id": tracking["experiment_id"],
+            "chosen_trial_run_id": trained.mlflow_run_id,
             # (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)
             # The same names in every pipeline run (and in the trial runs), so MLflow's compare view and
             # parallel-coordinates plot line runs up: lora_r, learning_rate, val_loss, the task metric.
             "params": {
                 **sweep.best_params,
-                "method": trained_params.method,
-                "max_steps": trained_params.max_steps,
+                "method": result.method,
+                "max_steps": result.steps,
                 "sweep_trials": sweep.n_trials,
+                "objective": sweep.objective,
+                "candidate": trained.source,
             },
             "metrics": {
-                "val_loss": trained.best_val_loss,
-                metric: evaluation.finetuned[metric],
-                f"base_{metric}": evaluation.base[metric],
-                f"delta_{metric}": evaluation.delta,
-                "tokens_per_second": trained.tokens_per_second,
+                name: value
+                for name, value in {
+                    "val_loss": result.best_val_loss,
+                    metric: evaluation.finetuned[metric],
+                    f"base_{metric}": evaluation.base[metric],
+                    f"delta_{metric}": evaluation.delta,
+                    "tokens_per_second": result.tokens_per_second,
+                }.items()
+                if math.isfinite(value)
             },
         },
         "timings": dict(stages.timings),
@@ -189,7 +207,7 @@ def finetune_summary(
 
 
 def render_finetune_report(summary: dict[str, Any]) -> str:
-    """The data report, then best params, base vs fine-tuned, the registry decision and where to look."""
+    """The data report, then the sweep's choice, base vs fine-tuned, per-label F1, health, the registry decision."""
     sweep, train, evaluation, registry = summary["sweep"], summary["train"], summary["eval"], summary["registry"]
     metric = evaluation["task_metric"]
     low, high = evaluation["delta_ci95"]
@@ -199,16 +217,24 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         "Model report",
         "------------",
         f"  sweep: {sweep['n_trials']} trials ({sweep['n_pruned']} pruned, {sweep['trial_steps_total']} trial steps); "
-        f"best lora_r={sweep['best_params']['lora_r']}, learning_rate={sweep['best_params']['learning_rate']:.2e}, "
-        f"val_loss={sweep['best_value']:.4f}",
-        f"  train: {train['steps']} steps, {train['tokens_per_second']:,.0f} tokens/s, "
-        f"peak {train['peak_memory_mb']:,.0f} MB, best val_loss {train['best_val_loss']:.4f}, "
-        f"resumed from step {train['resumed_from_step']}",
+        f"chose trial {sweep['chosen_trial']}: lora_r={sweep['best_params']['lora_r']}, "
+        f"learning_rate={sweep['best_params']['learning_rate']:.2e}, "
+        f"{sweep['objective']}={number(sweep['best_value'])}",
+        f"  train: {train['source']}, {train['steps']} steps (kept step {train['best_step']}), "
+        f"{train['tokens_per_second']:,.0f} tokens/s, peak {train['peak_memory_mb']:,.0f} MB, "
+        f"val_loss {number(train['best_val_loss'])}, resumed from step {train['resumed_from_step']}",
+        f"  health: {health_line(train['health'])}",
         f"  {'':<12}{metric:>12}{'loss':>10}",
-        f"  {'base':<12}{evaluation['base'][metric]:>12.3f}{evaluation['base']['loss']:>10.3f}",
-        f"  {'fine-tuned':<12}{evaluation['finetuned'][metric]:>12.3f}{evaluation['finetuned']['loss']:>10.3f}",
-        f"  delta {metric} {evaluation['delta']:+.3f} (95% CI {low:+.3f} .. {high:+.3f}) "
-        f"on {evaluation['rows']} test rows",
+        f"  {'base':<12}{number(evaluation['base'][metric]):>12}{number(evaluation['base']['loss']):>10}",
+        f"  {'fine-tuned':<12}{number(evaluation['finetuned'][metric]):>12}"
+        f"{number(evaluation['finetuned']['loss']):>10}",
+        f"  delta {metric} {number(evaluation['delta'], '+.3f')} (95% CI {number(low, '+.3f')} .. "
+        f"{number(high, '+.3f')}) on {evaluation['rows']} test rows",
+    ]
+    if evaluation["per_label_f1"]:
+        per_label = ", ".join(f"{label} {number(f1)}" for label, f1 in evaluation["per_label_f1"].items())
+        lines.append(f"  F1 per label: {per_label}")
+    lines += [
         f"  registry: {registry['model_name']} v{registry['version']} → {', '.join(registry['aliases'])}: "
         f"{registry['reason']}",
         f"  MLflow: mlflow ui --backend-store-uri {summary['mlflow']['tracking_uri']}  "
@@ -218,13 +244,25 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def number(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a report; NaN (or null, once through JSON) reads `n/a`."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def health_line(health: dict[str, Any]) -> str:
+    return "ok" if health["healthy"] else "UNHEALTHY: " + "; ".join(health["issues"])
+
+
 def finetune_markdown(summary: dict[str, Any]) -> str:
-    """The run report as Markdown: data accounting, validation, sweep best, evaluation table, registry decision."""
+    """The run report as Markdown: data accounting, validation, sweep choice, evaluation table, registry decision."""
     data, evaluation, sweep, registry = summary["data"], summary["eval"], summary["sweep"], summary["registry"]
+    train = summary["train"]
     metric = evaluation["task_metric"]
     low, high = evaluation["delta_ci95"]
     accounting = "\n".join(f"| {key} | {data[key]} |" for key in ACCOUNTING_KEYS)
     failing = ", ".join(f"{c} ({n})" for c, n in summary["validation"]["failures_by_check"].items() if n) or "none"
+    per_label = "\n".join(f"| {label} | {number(f1)} |" for label, f1 in evaluation["per_label_f1"].items())
+    per_label_table = f"\n| label | F1 |\n|---|---|\n{per_label}\n" if per_label else ""
     return f"""# Fine-tuning run
 
 ## Data
@@ -236,18 +274,20 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
 Validation passed: **{summary["validation"]["success"]}**; failed checks: {failing}.
 
 ## Sweep
-{sweep["n_trials"]} trials, {sweep["n_pruned"]} pruned, {sweep["trial_steps_total"]} trial steps.
-Best: lora_r **{sweep["best_params"]["lora_r"]}**, learning_rate **{sweep["best_params"]["learning_rate"]:.2e}**
-(val_loss {sweep["best_value"]:.4f}).
+{sweep["n_trials"]} trials, {sweep["n_pruned"]} pruned, {sweep["trial_steps_total"]} trial steps, judged on
+{sweep["objective"]} at the shipped budget. Chosen: trial {sweep["chosen_trial"]}, lora_r
+**{sweep["best_params"]["lora_r"]}**, learning_rate **{sweep["best_params"]["learning_rate"]:.2e}**
+({sweep["objective"]} {number(sweep["best_value"], ".4f")}). Candidate: {train["source"]}, step {train["best_step"]}
+of {train["steps"]}. Training health: {health_line(train["health"])}.
 
 ## Evaluation ({evaluation["rows"]} test rows)
 | model | {metric} | loss |
 |---|---|---|
-| base | {evaluation["base"][metric]:.3f} | {evaluation["base"]["loss"]:.3f} |
-| fine-tuned | {evaluation["finetuned"][metric]:.3f} | {evaluation["finetuned"]["loss"]:.3f} |
+| base | {number(evaluation["base"][metric])} | {number(evaluation["base"]["loss"])} |
+| fine-tuned | {number(evaluation["finetuned"][metric])} | {number(evaluation["finetuned"]["loss"])} |
 
-Delta {metric}: **{evaluation["delta"]:+.3f}** (95% CI {low:+.3f} .. {high:+.3f}).
-
+Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "+.3f")} .. {number(high, "+.3f")}).
+{per_label_table}
 ## Registry
 {registry["model_name"]} v{registry["version"]} → **{", ".join(registry["aliases"])}**: {registry["reason"]}
 """

@@ -120,6 +120,15 @@ def prefect_links() -> dict[str, str]:
     return {key: str(value) for key, value in links.items() if value}
 
 
+def link_chosen_trial(tracking: dict[str, str], trial_number: int, trial_run_id: str | None, source: str) -> None:
+    """Tag the parent run with the trial whose checkpoint became the candidate (and its MLflow run)."""
+    client = mlflow_client(tracking["uri"])
+    client.set_tag(tracking["parent_run_id"], "chosen_trial", str(trial_number))
+    client.set_tag(tracking["parent_run_id"], "candidate_source", source)
+    if trial_run_id:
+        client.set_tag(tracking["parent_run_id"], "chosen_trial_run_id", trial_run_id)
+
+
 def close_pipeline_run(
     tracking: dict[str, str], params: dict[str, Any], metrics: dict[str, float], status: str = "FINISHED"
 ) -> None:

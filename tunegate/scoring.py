@@ -1,0 +1,95 @@
+"""Scoring generations against expected answers: one definition for the sweep objective, evaluation and the gate.
+
+The task metric is accuracy (normalised exact label match) when the task has labels, ROUGE-L F1 otherwise.
+Generation is greedy and batched with left padding, so a trial's objective, the evaluation stage and the
+registered model all score the same text the same way. Metrics come from packages that ship their code
+(scikit-learn, rouge-score), never from Hub-loaded metric scripts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+BOOTSTRAP_RESAMPLES = 1000
+FREE_TEXT_NEW_TOKENS = 64
+
+
+def task_metric_name(labels: list[str] | None) -> str:
+    return "accuracy" if labels else "rouge_l"
+
+
+def normalize_answer(text: str) -> str:
+    """First line, lower-cased, inner whitespace collapsed, surrounding punctuation stripped."""
+    first_line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    return re.sub(r"\s+", " ", first_line).strip().strip(".!?,;:'\"").strip().lower()
+
+
+def scores_for_metric(metric: str, rows: pd.DataFrame, generations: list[str]) -> np.ndarray:
+    """Per-row scores of `generations` against the rows' completions: accuracy (0/1) or ROUGE-L F1."""
+    predicted = [normalize_answer(g) for g in generations]
+    expected = [normalize_answer(c) for c in rows["completion"]]
+    if metric == "accuracy":
+        return np.array([p == e for p, e in zip(predicted, expected, strict=True)], dtype=float)
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return np.array([scorer.score(e, p)["rougeL"].fmeasure for p, e in zip(predicted, expected, strict=True)])
+
+
+def mean_or_nan(scores: np.ndarray) -> float:
+    """The mean score, NaN for no rows (never a promotable number: the gate refuses NaN)."""
+    return float(scores.mean()) if len(scores) else math.nan
+
+
+def paired_bootstrap_ci(base: np.ndarray, tuned: np.ndarray, seed: int) -> tuple[float, float]:
+    """95% interval of mean(tuned - base), resampling rows with replacement (pairs stay together);
+    (NaN, NaN) when there are no rows."""
+    differences = tuned - base
+    if len(differences) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    resampled = rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))
+    means = differences[resampled].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def label_token_budget(tokenizer: Any, labels: list[str]) -> int:
+    """Enough new tokens for the longest label plus end-of-sequence and a little slack."""
+    return max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels) + 3
+
+
+def new_token_budget(tokenizer: Any, labels: list[str] | None) -> int:
+    return label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
+
+
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of each prompt, batched with left padding (the model's device is used)."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    outputs = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(
+                prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=True
+            ).to(device)
+            with torch.no_grad():
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            outputs.extend(tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens)
+    finally:
+        tokenizer.padding_side = "right"
+    return outputs
