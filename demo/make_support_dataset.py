@@ -1,11 +1,17 @@
 """Write the demo customer-support dataset, with planted problems and a manifest of what was planted.
 
     python demo/make_support_dataset.py            # rewrites demo/data/ (seeded: same bytes every time)
+    python demo/make_support_dataset.py --fine-grained demo/data/fine_grained [--rows 10000]
 
 Outputs, all committed so the demo needs no generation step:
   demo/data/tickets.csv    ticket text → category label (columns: text, category)
   demo/data/replies.jsonl  chat conversations: customer message(s) → agent reply
   demo/data/planted.json   every planted problem with its file and line, and the counts a run must find
+
+`--fine-grained DIR` writes the many-label variant instead: DIR/tickets.csv, ~10k tickets over 42 intents
+(`billing-double-charge`, `shipping-late`, ...; seven per category), each ticket one intent sentence among 0-2
+distractor sentences of the same category that belong to no intent, with mildly skewed label frequencies. It
+shows the loop learning beyond six labels (tests and bench/sweep_regret.py generate it; it is not committed).
 
 Planted: exact duplicates (verbatim, re-cased, re-spaced), near duplicates (punctuation changed, one
 word changed), empty and over-long texts, unknown labels, malformed CSV lines, invalid JSON lines,
@@ -497,7 +503,66 @@ def write_replies(rng: random.Random) -> dict:
     }
 
 
+# The first seven templates of each category are intents; the rest are distractors that carry no label.
+FINE_GRAINED_INTENTS = {
+    "billing": ["double-charge", "unrecognized-charge", "price-mismatch", "charged-after-cancel", "vat-invoice",
+                "promo-not-applied", "fee-increase"],
+    "shipping": ["late", "tracking-stalled", "missing-delivery", "change-address", "damaged-box", "international",
+                 "express-refund"],
+    "returns": ["unwanted-item", "label-request", "refund-pending", "defect-exchange", "portal-blocked",
+                "wrong-colour", "shipping-cost"],
+    "technical": ["pairing", "reboot-loop", "app-crash", "sync-error", "battery-drain", "touchscreen",
+                  "bluetooth-drops"],
+    "account": ["password-reset", "deletion", "hijacked", "merge", "2fa-codes", "change-name", "locked"],
+    "product": ["compatibility", "pro-comparison", "warranty", "restock", "dishwasher-safe", "dimensions",
+                "spare-parts"],
+}  # fmt: skip
+FINE_GRAINED_SEED = 20261125
+FINE_GRAINED_ROWS = 10_000
+
+
+def fine_grained_labels() -> list[str]:
+    return [f"{category}-{intent}" for category, intents in FINE_GRAINED_INTENTS.items() for intent in intents]
+
+
+def make_fine_grained_ticket(category: str, intent: int, rng: random.Random) -> str:
+    distractors = SENTENCES[category][len(FINE_GRAINED_INTENTS[category]) :]
+    sentences = [fill(SENTENCES[category][intent], rng)]
+    sentences += [fill(s, rng) for s in rng.sample(distractors, rng.randint(0, 2))]
+    rng.shuffle(sentences)
+    parts = [rng.choice(OPENERS), *sentences, fill(rng.choice(CLOSERS), rng)]
+    return " ".join(part for part in parts if part)
+
+
+def write_fine_grained(out_dir: Path, rows: int = FINE_GRAINED_ROWS, seed: int = FINE_GRAINED_SEED) -> Path:
+    """DIR/tickets.csv: `rows` distinct tickets over the 42 intents; label i has weight 1 / (1 + 0.05 i), so the
+    most frequent label is ~3.6% of rows and the rarest ~1.2%."""
+    rng = random.Random(seed)
+    labels = [(category, index) for category, intents in FINE_GRAINED_INTENTS.items() for index in range(len(intents))]
+    weights = [1 / (1 + 0.05 * i) for i in range(len(labels))]
+    seen, tickets = set(), []
+    while len(tickets) < rows:
+        category, index = rng.choices(labels, weights)[0]
+        text = make_fine_grained_ticket(category, index, rng)
+        if text not in seen:
+            seen.add(text)
+            tickets.append([text, f"{category}-{FINE_GRAINED_INTENTS[category][index]}"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tickets.csv"
+    path.write_text(render_csv(tickets)[0], encoding="utf-8")
+    return path
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fine-grained", metavar="DIR", help="write the 42-label variant to DIR/tickets.csv")
+    parser.add_argument("--rows", type=int, default=FINE_GRAINED_ROWS, help="rows of the fine-grained variant")
+    args = parser.parse_args()
+    if args.fine_grained:
+        print(write_fine_grained(Path(args.fine_grained), args.rows))
+        return
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
     files = {"tickets.csv": write_tickets(rng), "replies.jsonl": write_replies(rng)}

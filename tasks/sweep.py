@@ -188,8 +188,11 @@ def run_trial(
         reported.append((step, metrics[plan.metric]))
         log_metrics(client, run_id, metrics, step)
         trial.report(metrics[plan.metric], step)
-        # The top rung is the shipped budget: a trial that reached it is complete, never pruned there.
-        if step < plan.max_steps and trial.should_prune():
+        # The top rung is the shipped budget: a trial that reached it is complete, never pruned there. Until one
+        # trial has completed, none is pruned (asynchronous successive halving compares with whatever reached a
+        # rung first, pruned or unhealthy trials included): the study always gets a candidate.
+        verdict = trial.should_prune()  # records the rung value either way
+        if step < plan.max_steps and verdict and has_complete_trial(trial.study):
             raise optuna.TrialPruned(f"pruned at step {step}: {plan.metric} {metrics[plan.metric]:.4f}")
 
     config = recipe.model_copy(
@@ -342,6 +345,12 @@ def best_trials_of(name: str, storage: str, count: int) -> list[dict[str, float 
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     return [dict(t.params) for t in sorted(done, key=lambda t: -t.value if maximize else t.value)[:count]]
+
+
+def has_complete_trial(study: Any) -> bool:
+    import optuna
+
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 def finished_trials(study: Any) -> int:

@@ -119,6 +119,8 @@ def run_training(
         labels=plan.labels,
     )
     trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
+    if last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
+        health.initial_val_loss = trainer.initial_val_loss()
     trainer.train(resume_from_checkpoint=last_checkpoint)
     adapter_dir = save_trained(trainer, tokenizer, prompt_format, out_dir / ADAPTER_DIR)
     best_step = kept_step(trainer, plan)

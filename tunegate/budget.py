@@ -94,3 +94,24 @@ def _plan(config: PipelineConfig, budget: int, keep_best_checkpoint: bool) -> Tr
         labels=config.task.labels,
         keep_best_checkpoint=keep_best_checkpoint,
     )
+
+
+def fixed_plan(
+    max_steps: int,
+    evaluation_steps: list[int] | None = None,
+    labels: list[str] | None = None,
+    objective: Literal["task_metric", "val_loss"] = "val_loss",
+    objective_rows: int = 200,
+) -> TrainingPlan:
+    """A plan of `max_steps` evaluated at `evaluation_steps` (default: the last step), for direct callers of
+    `run_training` (benchmarks, tests) that have no pipeline config."""
+    steps = sorted(set(evaluation_steps or []) | {max_steps})
+    return TrainingPlan(
+        max_steps=max_steps,
+        evaluation_steps=steps,
+        first_rung=steps[0],
+        objective=objective,
+        metric=task_metric_name(labels) if objective == "task_metric" else "val_loss",
+        objective_rows=objective_rows,
+        labels=labels,
+    )

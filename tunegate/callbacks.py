@@ -50,6 +50,13 @@ class TaskMetricTrainer(Trainer):
         output.metrics[f"{prefix}_{SELECTION}"] = value - 1e-6 * loss if not math.isnan(value) else -math.inf
         return output
 
+    def initial_val_loss(self) -> float:
+        """Validation loss before the first step (no callbacks, nothing logged): the health check's baseline."""
+        output = super().evaluation_loop(
+            self.get_eval_dataloader(), description="Initial", prediction_loss_only=True, metric_key_prefix="initial"
+        )
+        return float(output.metrics["initial_loss"])
+
     def task_metric(self) -> float:
         from tunegate.prompting import PromptFormat
 
@@ -80,7 +87,7 @@ class EvaluateAt(TrainerCallback):
 
 
 class TrainingHealthCallback(TrainerCallback):
-    """Feeds each logged loss and gradient norm to a HealthWatch; an unhealthy run stops at once."""
+    """Feeds each logged loss and gradient norm, and each val loss, to a HealthWatch; an unhealthy run stops."""
 
     def __init__(self, watch: HealthWatch) -> None:
         self.watch = watch
@@ -90,6 +97,11 @@ class TrainingHealthCallback(TrainerCallback):
             self.watch.observe(state.global_step, float(logs["loss"]), _float_or_none(logs.get("grad_norm")))
             if self.watch.unhealthy:
                 control.should_training_stop = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.watch.observe_evaluation(state.global_step, float(metrics["eval_loss"]))
+        if self.watch.unhealthy:
+            control.should_training_stop = True
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -129,8 +129,8 @@ class HealthConfig(StrictModel):
         default=0.05,
         ge=0.0,
         lt=1.0,
-        description="By the end of the first rung the training loss must have fallen by this fraction of its "
-        "first logged value; less is flagged `loss_not_falling`.",
+        description="At the first rung the validation loss must have fallen by this fraction of its value "
+        "before training; less is flagged `loss_not_falling`.",
     )
     grad_spike_factor: float = Field(
         default=5.0, gt=1.0, description="A logged gradient norm above this multiple of the median so far is a spike."

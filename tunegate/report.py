@@ -177,7 +177,7 @@ def finetune_summary(
             "tracking_uri": tracking["uri"],
             "run_id": tracking["parent_run_id"],
             "experiment_id": tracking["experiment_id"],
-            "chosen_trial_run_id": trained.mlflow_run_id,
+            "candidate_run_id": trained.mlflow_run_id,
             # (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)
             # The same names in every pipeline run (and in the trial runs), so MLflow's compare view and
             # parallel-coordinates plot line runs up: lora_r, learning_rate, val_loss, the task metric.

@@ -16,12 +16,12 @@ from tunegate.tracking import mlflow_client
 
 TINY = [
     "sweep.n_trials=3",
-    "sweep.trial_max_steps=4",
-    "sweep.trial_eval_steps=2",
+    "sweep.rungs=1",  # accuracy and val loss at steps 2 and 6
+    "sweep.objective_rows=16",
     "train.max_steps=6",
-    "train.eval_steps=3",
     "train.save_steps=3",
     "train.max_eval_rows=32",
+    "train.health.min_loss_drop=0.0",  # two steps need only lower the val loss, not by 5%
     "eval.max_rows=24",
     "registry.min_gain_over_base=-1.0",  # promote whatever six steps achieve: the gate has its own tests
 ]
@@ -78,9 +78,14 @@ def tiny_runs(tiny_config):
 def test_summary_has_every_contract_key(tiny_runs):
     first, _ = tiny_runs
     assert [key for key in FULL_KEYS if not isinstance(lookup(first, key), int | float | str | list | bool)] == []
-    assert first["sweep"]["n_trials"] == 3
+    assert first["sweep"]["n_trials"] == 3 and first["sweep"]["objective"] == "accuracy"
     assert first["eval"]["task_metric"] == "accuracy" and "accuracy" in first["eval"]["base"]
     assert first["train"]["steps"] == 6 and first["train"]["resumed_from_step"] == 0
+    assert first["train"]["source"] == f"trial {first['sweep']['chosen_trial']}"
+    assert first["train"]["health"]["healthy"] is True
+    assert sorted(first["eval"]["per_label_f1"]) == sorted(
+        ["billing", "shipping", "returns", "technical", "account", "product"]
+    )
     assert first["registry"]["version"] == "1" and first["registry"]["promoted"] is True
     assert first["registry"]["aliases"] == ["champion"]
 
@@ -92,16 +97,19 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
         [first["mlflow"]["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{first['mlflow']['run_id']}'"
     )
     by_name = {run.info.run_name.split(" ")[0]: run for run in children}
-    assert sorted(by_name) == ["final-training", "trial-0", "trial-1", "trial-2"]
+    # The best trial's checkpoint is the candidate: no second training run.
+    assert sorted(by_name) == ["trial-0", "trial-1", "trial-2"]
     trial = by_name["trial-0"]
     assert trial.info.run_name == (
         f"trial-0 r={trial.data.params['lora_r']} lr={float(trial.data.params['learning_rate']):.1e}"
     )
     assert set(trial.data.params) == {"lora_r", "learning_rate"}
-    assert [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")][:1] == [2]
-    assert {"lora_r", "learning_rate"} <= set(by_name["final-training"].data.params)
-    assert "val_loss" in by_name["final-training"].data.metrics
+    # Both the val loss and the objective at every rung.
+    for metric in ("val_loss", "accuracy"):
+        assert [m.step for m in client.get_metric_history(trial.info.run_id, metric)] == [2, 6]
     parent = client.get_run(first["mlflow"]["run_id"])
+    chosen = by_name[f"trial-{first['sweep']['chosen_trial']}"]
+    assert parent.data.tags["chosen_trial_run_id"] == chosen.info.run_id == first["mlflow"]["candidate_run_id"]
     assert parent.info.run_name.startswith("support-demo 20") and parent.info.status == "FINISHED"
     assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["prefect.flow_run_name"]
     # The names the compare view lines up across pipeline runs, with the chosen params' values.
@@ -132,9 +140,24 @@ def test_a_failed_run_ends_its_mlflow_runs_as_failed(tiny_config):
     assert runs == []
 
 
-def test_rerun_is_served_from_cache_and_moves_no_alias(tiny_runs):
+def test_the_registered_adapter_is_the_chosen_trials_checkpoint(tiny_runs):
+    from tunegate.fingerprint import fingerprint_directory
+
+    first, _ = tiny_runs
+    adapter = first["train"]["adapter_dir"]
+    assert "/trials/" in adapter
+    client = mlflow_client(first["mlflow"]["tracking_uri"])
+    version = client.get_model_version(first["registry"]["model_name"], first["registry"]["version"])
+    assert (
+        version.tags["adapter_fingerprint"] == first["train"]["adapter_fingerprint"] == fingerprint_directory(adapter)
+    )
+
+
+def test_rerun_is_served_from_cache_reuses_every_trial_and_moves_no_alias(tiny_runs):
     first, again = tiny_runs
     assert again["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+    assert (first["sweep"]["trials_run"], again["sweep"]["trials_run"]) == (3, 0)
+    assert again["sweep"]["chosen_trial"] == first["sweep"]["chosen_trial"]
     assert again["registry"]["version"] == first["registry"]["version"]
     client = mlflow_client(first["mlflow"]["tracking_uri"])
     versions = client.search_model_versions(f"name = '{first['registry']['model_name']}'")
@@ -212,14 +235,30 @@ def test_sweep_and_training_progress_artifacts_end_at_100_percent(tiny_runs):
                     key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
                 )
             )[-1]
-            for key in ("sweep-progress", "training-progress")
+            for key in ("sweep-progress",)
         }
-    sweep, training = latest["sweep-progress"], latest["training-progress"]
-    assert sweep.data == 100.0 and training.data == 100.0
+    sweep = latest["sweep-progress"]
+    assert sweep.data == 100.0
     best = first["sweep"]["best_params"]
     summary = first["sweep"]
     assert sweep.description == (
-        f"Sweep: 3/3 trials finished ({summary['n_pruned']} pruned); best val_loss {summary['best_value']:.4f}"
+        f"Sweep: 3/3 trials finished ({summary['n_pruned']} pruned); best accuracy {summary['best_value']:.4f}"
         f" at lora_r={best['lora_r']}, learning_rate={best['learning_rate']:.2e}"
     )
-    assert training.description.startswith("Training: step 6/6, last val_loss ")
+
+
+def test_refit_retrains_the_chosen_params_as_final_training(tiny_config):
+    refit = tiny_config.model_copy(
+        update={"sweep": tiny_config.sweep.model_copy(update={"final": "refit", "n_trials": 1})}
+    )
+    summary = finetune(refit)
+    assert summary["train"]["source"] == "refit" and "/train/" in summary["train"]["adapter_dir"]
+    client = mlflow_client(summary["mlflow"]["tracking_uri"])
+    children = client.search_runs(
+        [summary["mlflow"]["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{summary['mlflow']['run_id']}'",
+    )
+    final = [run for run in children if run.info.run_name.startswith("final-training")]
+    assert len(final) == 1 and final[0].info.run_id == summary["mlflow"]["candidate_run_id"]
+    assert {"lora_r", "learning_rate", "max_steps"} <= set(final[0].data.params)
+    assert [m.step for m in client.get_metric_history(final[0].info.run_id, "accuracy")] == [2, 6]

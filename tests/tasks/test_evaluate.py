@@ -6,18 +6,12 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tasks.evaluate import (
-    Predictions,
-    compare_models,
-    evaluate_against_base,
-    normalize_answer,
-    paired_bootstrap_ci,
-    summary_metrics,
-)
+from tasks.evaluate import Predictions, compare_models, evaluate_against_base, summary_metrics
 from tasks.train import run_training
-from tests.tasks.test_train import BASE_MODEL, TINY, ticket_rows
+from tests.tasks.test_train import BASE_MODEL, PLAN, TINY, ticket_rows
 from tunegate.config import ModelConfig
 from tunegate.prompting import PromptFormat
+from tunegate.scoring import normalize_answer, paired_bootstrap_ci
 
 LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
 ROWS = pd.DataFrame({"prompt": ["a", "b", "c", "d"], "completion": ["billing", "shipping", "billing", "returns"]})
@@ -61,10 +55,28 @@ def test_compare_reports_delta_and_side_by_side_examples():
     assert (result.task_metric, result.base["accuracy"], result.finetuned["accuracy"]) == ("accuracy", 0.25, 1.0)
     assert result.delta == 0.75
     assert result.examples[0] == {"prompt": "a", "expected": "billing", "base": "x", "finetuned": "billing"}
+    assert result.per_label_f1 == {
+        label: (1.0 if label in ("billing", "shipping", "returns") else 0.0) for label in LABELS
+    }
+    assert (result.base_scores, result.finetuned_scores) == ([0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0])
+    assert "base_scores" not in result.model_dump()  # per-row scores stay out of the summary JSON
+
+
+def test_no_rows_evaluate_to_nan_not_to_a_number():
+    empty = ROWS.head(0)
+    result = compare_models(
+        empty, Predictions(loss=math.nan, generations=[]), Predictions(loss=math.nan, generations=[]), LABELS
+    )
+    assert result.rows == 0
+    assert math.isnan(result.finetuned["accuracy"]) and math.isnan(result.delta)
+    assert all(math.isnan(bound) for bound in result.delta_ci95)
+    assert all(math.isnan(f1) for f1 in result.per_label_f1.values())
 
 
 def test_a_trained_adapter_is_evaluated_against_its_base_on_the_same_rows(tmp_path):
-    trained = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, tmp_path)
+    trained = run_training(
+        ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, PLAN, tmp_path
+    )
     tokenizer = AutoTokenizer.from_pretrained(trained.adapter_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODEL), trained.adapter_dir)
     test_rows = ticket_rows(12, skip=100)

@@ -1,60 +1,105 @@
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tasks.evaluate import EvalResult
-from tasks.register import promotion_decision, register_model, registry_lock
+from tasks.register import Champion, promotion_decision, register_model, registry_lock
 from tests.conftest import REPO
-from tunegate.config import load_config
+from tunegate.config import RegistryConfig, load_config
 from tunegate.fingerprint import fingerprint_directory
+from tunegate.health import HealthReport
 from tunegate.model_loading import load_causal_lm
 from tunegate.refs import write_table
+from tunegate.scoring import paired_bootstrap_ci
 from tunegate.tracking import mlflow_client, open_pipeline_run
 
 BASE_MODEL = REPO / "demo" / "base_model"
 
 
-def evaluation(base: float, tuned: float) -> EvalResult:
+def evaluation(base: np.ndarray, tuned: np.ndarray) -> EvalResult:
+    base_mean = float(base.mean()) if len(base) else math.nan
+    tuned_mean = float(tuned.mean()) if len(tuned) else math.nan
     return EvalResult(
         task_metric="accuracy",
-        rows=10,
-        base={"accuracy": base, "loss": 3.0},
-        finetuned={"accuracy": tuned, "loss": 1.0},
-        delta=tuned - base,
-        delta_ci95=(tuned - base - 0.1, tuned - base + 0.1),
+        rows=len(tuned),
+        base={"accuracy": base_mean, "loss": 3.0},
+        finetuned={"accuracy": tuned_mean, "loss": 1.0},
+        delta=tuned_mean - base_mean,
+        delta_ci95=paired_bootstrap_ci(base, tuned, 0),
         examples=[],
     )
 
 
-def test_first_good_candidate_becomes_champion():
-    assert promotion_decision(evaluation(0.1, 0.8), 0.05, None, None) == (
+def scores(ones: int, rows: int = 20) -> np.ndarray:
+    return np.array([1.0] * ones + [0.0] * (rows - ones))
+
+
+HEALTHY = HealthReport()
+
+
+def decide(base, tuned, champion=None, health=HEALTHY, **registry):
+    return promotion_decision(evaluation(base, tuned), base, tuned, RegistryConfig(**registry), health, champion)
+
+
+def test_first_good_candidate_becomes_champion_with_the_interval_in_the_reason():
+    low, high = paired_bootstrap_ci(scores(0), scores(16), 0)
+    assert decide(scores(0), scores(16)) == (
         True,
-        "promoted: accuracy 0.800 vs base 0.100 (gain +0.700, needed +0.050); no champion yet",
+        f"promoted: accuracy 0.800 vs base 0.000 (gain +0.800, 95% CI {low:+.3f} .. {high:+.3f}, "
+        "lower bound needed +0.050); no champion yet",
+    )
+    assert low > 0.5
+
+
+def test_a_point_gain_above_the_threshold_is_not_enough_when_the_interval_reaches_below_it():
+    base, tuned = scores(0, 10), scores(1, 10)  # +0.1 on one row of ten: the interval starts at 0
+    promoted, reason = decide(base, tuned, min_gain_over_base=0.05)
+    assert not promoted
+    assert reason == (
+        "not promoted: accuracy 0.100 vs base 0.000 (gain +0.100, 95% CI +0.000 .. +0.300, "
+        "lower bound needed +0.050)"
     )
 
 
-def test_too_small_a_gain_over_base_is_not_promoted():
-    assert promotion_decision(evaluation(0.5, 0.52), 0.05, None, None) == (
+def test_nan_or_no_rows_never_promote_whatever_the_threshold():
+    empty = np.array([])
+    assert decide(empty, empty, min_gain_over_base=-1.0) == (
         False,
-        "not promoted: accuracy 0.520 vs base 0.500 (gain +0.020, needed +0.050)",
+        "not promoted: no evaluation (accuracy nan vs base nan on 0 rows)",
     )
 
 
-def test_a_candidate_must_beat_the_champion_on_the_same_rows():
-    champion = SimpleNamespace(version="3")
-    assert promotion_decision(evaluation(0.1, 0.8), 0.05, champion, 0.85) == (
+def test_an_unhealthy_training_run_is_never_promoted():
+    health = HealthReport(healthy=False, issues=["grad_norm_spikes: 4 norms above 5x the median 1.2"])
+    assert decide(scores(0), scores(18), health=health) == (
         False,
-        "not promoted: accuracy 0.800 vs base 0.100 (gain +0.700, needed +0.050), "
-        "but champion v3 has 0.850 on these rows",
+        "not promoted: training was unhealthy (grad_norm_spikes: 4 norms above 5x the median 1.2)",
     )
-    assert promotion_decision(evaluation(0.1, 0.9), 0.05, champion, 0.85) == (
-        True,
-        "promoted: accuracy 0.900 vs base 0.100 (gain +0.800, needed +0.050); beats champion v3 (0.850)",
+
+
+def test_replacing_a_champion_needs_the_interval_of_the_difference_above_zero():
+    champion = Champion(version="3", scores=scores(15))
+    # One more right answer than the champion on 20 rows: the interval of the difference includes 0.
+    promoted, reason = decide(scores(0), scores(16), champion)
+    low, high = paired_bootstrap_ci(scores(15), scores(16), 0)
+    assert not promoted and low == 0.0
+    assert reason.endswith(
+        f"but vs champion v3 0.750 on these rows (95% CI of the difference {low:+.3f} .. {high:+.3f}, "
+        "lower bound must exceed +0.000)"
     )
+    promoted, reason = decide(scores(0), scores(20), champion)
+    assert promoted and reason.startswith("promoted: accuracy 1.000 vs base 0.000") and "beats champion v3" in reason
+
+
+def test_the_champion_margin_is_configurable():
+    champion = Champion(version="1", scores=scores(10))
+    assert decide(scores(0), scores(20), champion, min_gain_over_champion=0.2)[0] is True
+    assert decide(scores(0), scores(20), champion, min_gain_over_champion=0.6)[0] is False
 
 
 # --- Concurrent registrations against one real MLflow registry (SQLite) and the real Prefect server ---
@@ -76,17 +121,22 @@ def registry_setup(tmp_path):
     config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "concurrent-test", "data-fp")
     assert tracking["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store leaks in from an earlier test
-    rows = write_table(pd.DataFrame({"prompt": ["a"], "completion": ["billing"]}), tmp_path / "test.parquet")
+    rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
     adapters = [lora_adapter(tmp_path / f"adapter-{seed}", seed) for seed in (1, 2)]
     return config, tracking, rows, adapters
 
 
-def register(config, tracking, rows, adapter_dir: str, tuned: float):
+def register(config, tracking, rows, adapter_dir: str, right: int):
+    """Register `adapter_dir` as scoring `right` of the 10 test rows (the base scores none)."""
+    base, tuned = scores(0, 10), scores(right, 10)
+    frame = pd.DataFrame({"base": base, "finetuned": tuned})
     return register_model(
         adapter_dir,
         fingerprint_directory(adapter_dir),
-        evaluation(0.1, tuned),
+        evaluation(base, tuned),
         rows,
+        write_table(frame, Path(adapter_dir) / f"scores-{right}.parquet"),
+        HealthReport(),
         config.model.model_copy(update={"base": str(BASE_MODEL)}),
         config.registry,
         "concurrent-model",
@@ -98,14 +148,16 @@ def register(config, tracking, rows, adapter_dir: str, tuned: float):
 def test_two_registrations_at_once_get_distinct_versions_and_the_champion_ends_on_the_better(registry_setup):
     config, tracking, rows, (worse_adapter, better_adapter) = registry_setup
     with ThreadPoolExecutor(2) as pool:
-        worse = pool.submit(register, config, tracking, rows, worse_adapter, 0.5)
-        better = pool.submit(register, config, tracking, rows, better_adapter, 0.7)
+        # 5 and 10 right of 10: the difference's interval is clear of 0 whichever registers first.
+        worse = pool.submit(register, config, tracking, rows, worse_adapter, 5)
+        better = pool.submit(register, config, tracking, rows, better_adapter, 10)
         results = [worse.result(), better.result()]
     assert sorted(result.version for result in results) == ["1", "2"]
     client = mlflow_client(tracking["uri"])
     champion = client.get_model_version_by_alias("concurrent-model", "champion")
     assert str(champion.version) == results[1].version
-    assert champion.tags["eval.accuracy"] == "0.700000"
+    assert champion.tags["eval.accuracy"] == "1.000000"
+    assert champion.tags["eval.row_scores"] == f"eval/row_scores-v{champion.version}.json"
     # Whichever finished second saw the first as champion: exactly one decision names a champion to beat.
     reasons = sorted(result.reason for result in results)
     assert sum("champion v" in reason for reason in reasons) == 1
@@ -116,7 +168,7 @@ def test_the_alias_moves_only_while_holding_the_registry_lock(registry_setup):
     client = mlflow_client(tracking["uri"])
     with ThreadPoolExecutor(1) as pool:
         with registry_lock("concurrent-model"):
-            pending = pool.submit(register, config, tracking, rows, adapter, 0.5)
+            pending = pool.submit(register, config, tracking, rows, adapter, 5)
             version = wait_for_version(client, "concurrent-model", pending)
             # The version is logged and tagged, but with the lock held here its alias cannot be set.
             assert client.get_model_version("concurrent-model", version).aliases == []

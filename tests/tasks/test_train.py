@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from tasks.train import last_complete_checkpoint, run_training
 from tests.conftest import DEMO_DATA, REPO
+from tunegate.budget import fixed_plan
 from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
 
@@ -32,15 +33,19 @@ def ticket_rows(count: int, skip: int = 0) -> pd.DataFrame:
     )
 
 
-TINY = TrainConfig(max_steps=8, eval_steps=4, save_steps=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
+TINY = TrainConfig(save_steps=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
+PLAN = fixed_plan(8, [4, 8])
 
 
 def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
-    result = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, tmp_path)
+    result = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, PLAN, tmp_path)
     assert (result.steps, result.resumed_from_step, result.overlength_rows) == (8, 0, 0)
     assert [step for step, _ in result.val_loss_history] == [4, 8]
     assert result.val_loss_history[1][1] < result.val_loss_history[0][1]
-    assert result.best_val_loss == min(loss for _, loss in result.val_loss_history)
+    # Judged on val loss: the kept checkpoint is the lower-loss one, and its loss is the objective.
+    assert (result.objective, result.best_step) == ("val_loss", 8)
+    assert result.best_val_loss == result.best_objective == min(loss for _, loss in result.val_loss_history)
+    assert result.health.healthy and result.health.initial_val_loss > result.best_val_loss
     assert result.tokens_per_second > 0 and result.train_tokens_seen > 0 and result.peak_memory_mb > 0
     adapter = Path(result.adapter_dir)
     assert {"adapter_model.safetensors", "adapter_config.json", "prompt_format.json", "tokenizer.json"} <= {
@@ -59,7 +64,7 @@ def test_qlora_without_cuda_is_a_one_line_input_error(tmp_path):
         pytest.skip("this machine has CUDA")
     config = TINY.model_copy(update={"method": "qlora"})
     with pytest.raises(InputError, match=r"^train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here"):
-        run_training(ticket_rows(16), ticket_rows(8, skip=16), ModelConfig(base=BASE_MODEL), config, tmp_path)
+        run_training(ticket_rows(16), ticket_rows(8, skip=16), ModelConfig(base=BASE_MODEL), config, PLAN, tmp_path)
 
 
 TRAIN_SCRIPT = """
@@ -68,11 +73,12 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 from tests.tasks.test_train import ticket_rows, BASE_MODEL
 from tasks.train import run_training
+from tunegate.budget import fixed_plan
 from tunegate.config import ModelConfig, TrainConfig
-config = TrainConfig(max_steps=60, eval_steps=4, save_steps=4, batch_size=8, learning_rate=5e-3,
-                     early_stopping_patience=100)
+config = TrainConfig(save_steps=4, batch_size=8, learning_rate=5e-3, early_stopping_patience=100)
 train, val = ticket_rows(64), ticket_rows(16, skip=64)
-result = run_training(train, val, ModelConfig(base=BASE_MODEL), config, Path(sys.argv[1]))
+plan = fixed_plan(60, list(range(4, 61, 4)))
+result = run_training(train, val, ModelConfig(base=BASE_MODEL), config, plan, Path(sys.argv[1]))
 print("RESUMED", result.resumed_from_step, "STEPS", result.steps)
 """
 
@@ -103,8 +109,11 @@ def test_full_fine_tuning_saves_whole_weights_and_trains_every_parameter(tmp_pat
     from safetensors.torch import load_file as load_weights
     from transformers import AutoModelForCausalLM
 
-    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3, "max_steps": 4, "eval_steps": 2})
-    result = run_training(ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, tmp_path)
+    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3})
+    plan = fixed_plan(4, [2, 4])
+    result = run_training(
+        ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, plan, tmp_path
+    )
     saved = load_weights(Path(result.adapter_dir) / "model.safetensors")
     base = AutoModelForCausalLM.from_pretrained(BASE_MODEL, use_safetensors=True).state_dict()
     unchanged = [name for name, tensor in saved.items() if torch.equal(tensor, base[name])]
@@ -119,8 +128,11 @@ def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
     from tunegate.fingerprint import fingerprint_directory
     from tunegate.refs import write_table
 
-    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3, "max_steps": 4, "eval_steps": 2})
-    trained = run_training(ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, tmp_path)
+    config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3})
+    plan = fixed_plan(4, [2, 4])
+    trained = run_training(
+        ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, plan, tmp_path
+    )
     test = write_table(ticket_rows(8, skip=40).assign(labelled=True), tmp_path / "test.parquet")
     output = evaluate_final_model.fn(
         trained.adapter_dir,
@@ -133,3 +145,29 @@ def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
     )
     assert output.rows.rows == 8 and output.result.rows == 8
     assert output.result.finetuned["loss"] < output.result.base["loss"]
+
+
+def test_the_task_metric_objective_chooses_the_kept_checkpoint(tmp_path):
+    plan = fixed_plan(8, [4, 8], labels=sorted(LABELS), objective="task_metric", objective_rows=12)
+    val = ticket_rows(16, skip=64).assign(labelled=True)
+    result = run_training(ticket_rows(64), val, ModelConfig(base=BASE_MODEL), TINY, plan, tmp_path)
+    assert result.objective == "accuracy"
+    assert [step for step, _ in result.objective_history] == [4, 8]
+    # Accuracy on 12 rows is a multiple of 1/12; equal accuracies go to the lower val loss.
+    assert all(round(value * 12, 6) == round(value * 12) for _, value in result.objective_history)
+    losses = dict(result.val_loss_history)
+    expected = max(result.objective_history, key=lambda point: (point[1], -losses[point[0]]))
+    assert (result.best_step, result.best_objective) == expected
+    assert result.best_val_loss == losses[expected[0]]
+
+
+def test_a_diverging_run_is_flagged_unhealthy_and_stopped(tmp_path):
+    # lr 50 on LoRA: the first steps blow the loss up; the val loss at the first rung is far above its start.
+    config = TINY.model_copy(update={"learning_rate": 50.0, "max_grad_norm": 1e6})
+    result = run_training(
+        ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), config, fixed_plan(8, [2, 8]),
+        tmp_path,
+    )  # fmt: skip
+    assert not result.health.healthy
+    assert result.health.issues[0].split(":")[0] in {"loss_not_falling", "non_finite_loss"}
+    assert result.steps < 8 and result.stopped_early
