@@ -26,9 +26,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Regenerate the committed demo dataset (seeded: the same bytes every time).
+# Regenerate the committed demo dataset (seeded: the same bytes every time), and write the 42-label variant
+# (demo/data/fine_grained/, not committed) that deployments/support_fine.yaml reads.
 data: install
 	$(BIN)/python demo/make_support_dataset.py
+	$(BIN)/python demo/make_support_dataset.py --fine-grained demo/data/fine_grained
 
 # Rebuild the committed demo base model (seeded pretraining on generated support text, ~6 minutes on 2 cores).
 base-model: install
@@ -36,7 +38,7 @@ base-model: install
 
 # Benchmarks: each compares our path with its baseline in one run and writes bench/results/<name>.{json,md}.
 # One alone: make bench-caching (or python -m bench.caching). Speed never fails CI.
-BENCHES := caching sweep_efficiency training_throughput data_scale
+BENCHES := caching sweep_regret training_throughput data_scale
 bench: install
 	for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 

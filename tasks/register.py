@@ -241,13 +241,13 @@ def promotion_decision(
         return True, f"promoted: {gain}; no champion yet"
     c_low, c_high = paired_bootstrap_ci(champion.scores, tuned_scores, seed)
     against = (
-        f"vs champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows "
+        f"champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows "
         f"(95% CI of the difference {c_low:+.3f} .. {c_high:+.3f}, lower bound must exceed "
         f"{registry.min_gain_over_champion:+.3f})"
     )
     if not c_low > registry.min_gain_over_champion:
-        return False, f"not promoted: {gain}, but {against}"
-    return True, f"promoted: {gain}; beats champion {against}"
+        return False, f"not promoted: {gain}, but vs {against}"
+    return True, f"promoted: {gain}; beats {against}"
 
 
 def lineage_tags(
