@@ -61,8 +61,7 @@ def test_a_point_gain_above_the_threshold_is_not_enough_when_the_interval_reache
     promoted, reason = decide(base, tuned, min_gain_over_base=0.05)
     assert not promoted
     assert reason == (
-        "not promoted: accuracy 0.100 vs base 0.000 (gain +0.100, 95% CI +0.000 .. +0.300, "
-        "lower bound needed +0.050)"
+        "not promoted: accuracy 0.100 vs base 0.000 (gain +0.100, 95% CI +0.000 .. +0.300, lower bound needed +0.050)"
     )
 
 
