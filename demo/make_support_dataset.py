@@ -536,7 +536,7 @@ def make_fine_grained_ticket(category: str, intent: int, rng: random.Random) -> 
 
 def write_fine_grained(out_dir: Path, rows: int = FINE_GRAINED_ROWS, seed: int = FINE_GRAINED_SEED) -> Path:
     """DIR/tickets.csv: `rows` distinct tickets over the 42 intents; label i has weight 1 / (1 + 0.05 i), so the
-    most frequent label is ~3.6% of rows and the rarest ~1.2%."""
+    most frequent label is ~4.4% of rows and the rarest ~1.4%."""
     rng = random.Random(seed)
     labels = [(category, index) for category, intents in FINE_GRAINED_INTENTS.items() for index in range(len(intents))]
     weights = [1 / (1 + 0.05 * i) for i in range(len(labels))]
