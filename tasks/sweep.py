@@ -30,6 +30,7 @@ from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_file, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import TableRef
+from tunegate.scoring import tie_broken
 from tunegate.tracking import mlflow_client, start_child_run
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
@@ -187,7 +188,10 @@ def run_trial(
     def report(step: int, metrics: dict[str, float]) -> None:
         reported.append((step, metrics[plan.metric]))
         log_metrics(client, run_id, metrics, step)
-        trial.report(metrics[plan.metric], step)
+        # The pruner sees the objective with ties broken by val loss (as the checkpoint choice does): when every
+        # trial still scores 0 at a rung, successive halving would otherwise promote them all.
+        value = tie_broken(metrics[plan.metric], metrics["val_loss"]) if plan.greater_is_better else metrics["val_loss"]
+        trial.report(value, step)
         # The top rung is the shipped budget: a trial that reached it is complete, never pruned there. Until one
         # trial has completed, none is pruned (asynchronous successive halving compares with whatever reached a
         # rung first, pruned or unhealthy trials included): the study always gets a candidate.

@@ -16,7 +16,7 @@ from transformers import Trainer, TrainerCallback
 
 from tunegate.health import HealthWatch
 from tunegate.progress import TRAINING_KEY, UPDATES_PER_RUN, ProgressArtifact
-from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
+from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric, tie_broken
 
 SELECTION = "selection"  # the metric the best checkpoint is chosen on (greater is better)
 # Called with (step, {"val_loss": ..., <objective metric>: ...}) after each evaluation; may raise to stop a trial.
@@ -45,9 +45,7 @@ class TaskMetricTrainer(Trainer):
             return output
         value = self.task_metric()
         output.metrics[f"{prefix}_{self.metric}"] = value
-        # Accuracy on a few hundred rows moves in steps of ~0.005 and ties often (all 0 early on): 1e-6 x val loss
-        # (< 1e-4 for any loss below 100) breaks ties toward the lower loss without reordering distinct values.
-        output.metrics[f"{prefix}_{SELECTION}"] = value - 1e-6 * loss if not math.isnan(value) else -math.inf
+        output.metrics[f"{prefix}_{SELECTION}"] = tie_broken(value, loss)
         return output
 
     def initial_val_loss(self) -> float:
