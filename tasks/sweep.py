@@ -170,8 +170,9 @@ def run_trial(
 
     from tunegate.callbacks import MlflowMetrics
 
-    key = combine(fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, recipe]))
-    key = combine(key, fingerprint_value(plan))
+    key = combine(
+        fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, recipe, plan])
+    )
     trial = reporting_trial(study, trial_number, plan)
     client = mlflow_client(tracking["uri"])
     run_id = start_child_run(
