@@ -7,7 +7,6 @@ torch and PEFT, ~6 s): a run whose stages are all cached never needs them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,12 +120,6 @@ class EvaluationHistory(TrainerCallback):
         self.objective.append((state.global_step, value))
         if self.report is not None:
             self.report(state.global_step, {"val_loss": loss, self.metric: value})
-
-    def best(self, greater_is_better: bool) -> float:
-        values = [v for _, v in self.objective if not math.isnan(v)]
-        if not values:
-            return math.nan
-        return max(values) if greater_is_better else min(values)
 
 
 class Throughput(TrainerCallback):
