@@ -215,23 +215,13 @@ def run_trial(
             callbacks=[MlflowMetrics(client, run_id)],
         )
     except optuna.TrialPruned as pruned:
-        client.set_terminated(run_id, status="KILLED")
         step, value = reported[-1]
-        return TrialResult(
-            params=params, state="pruned", value=value, steps=step, mlflow_run_id=run_id, reason=str(pruned)
-        )
+        return pruned_trial(client, run_id, params, value, step, str(pruned))
     log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
     if not result.health.healthy:
-        client.set_tag(run_id, "health", "; ".join(result.health.issues))
-        client.set_terminated(run_id, status="KILLED")
-        return TrialResult(
-            params=params,
-            state="pruned",
-            value=result.best_objective,
-            steps=result.steps,
-            mlflow_run_id=run_id,
-            reason="unhealthy: " + "; ".join(result.health.issues),
-        )
+        issues = "; ".join(result.health.issues)
+        client.set_tag(run_id, "health", issues)
+        return pruned_trial(client, run_id, params, result.best_objective, result.steps, f"unhealthy: {issues}")
     client.set_terminated(run_id)
     return TrialResult(
         params=params,
@@ -242,6 +232,14 @@ def run_trial(
         train=result,
         adapter_fingerprint=fingerprint_directory(result.adapter_dir),
     )
+
+
+def pruned_trial(
+    client: Any, run_id: str, params: dict[str, float | int], value: float, steps: int, reason: str
+) -> TrialResult:
+    """End the trial's MLflow run as KILLED and describe it as pruned (by the pruner or for its health)."""
+    client.set_terminated(run_id, status="KILLED")
+    return TrialResult(params=params, state="pruned", value=value, steps=steps, mlflow_run_id=run_id, reason=reason)
 
 
 def reporting_trial(study: dict[str, str], trial_number: int, plan: TrainingPlan) -> Any:

@@ -328,22 +328,18 @@ def train_candidate(
     recipe = train_config.model_copy(update=chosen.params)
     if sweep.final == "best_trial":
         adapter = Path(chosen.result.adapter_dir)
-        if adapter.is_dir() and fingerprint_directory(adapter) == chosen.adapter_fingerprint:
-            return TrainedModel(
-                result=chosen.result,
-                adapter_fingerprint=chosen.adapter_fingerprint,
-                source=f"trial {chosen.number}",
-                mlflow_run_id=chosen.mlflow_run_id,
+        result, fingerprint = chosen.result, chosen.adapter_fingerprint
+        if not (adapter.is_dir() and fingerprint_directory(adapter) == fingerprint):
+            get_run_logger().warning(
+                "trial %s's adapter %s is missing or changed: retraining its recipe into its directory",
+                chosen.number,
+                adapter,
             )
-        get_run_logger().warning(
-            "trial %s's adapter %s is missing or changed: retraining its recipe into its directory",
-            chosen.number,
-            adapter,
-        )
-        result = run_training(train.read(), val.read(), model, recipe, plan, adapter.parent)
+            result = run_training(train.read(), val.read(), model, recipe, plan, adapter.parent)
+            fingerprint = fingerprint_directory(result.adapter_dir)
         return TrainedModel(
             result=result,
-            adapter_fingerprint=fingerprint_directory(result.adapter_dir),
+            adapter_fingerprint=fingerprint,
             source=f"trial {chosen.number}",
             mlflow_run_id=chosen.mlflow_run_id,
         )
@@ -363,7 +359,8 @@ def refit(
     """Retrain the chosen params from scratch on the final budget, as the nested MLflow run `final-training`."""
     from tunegate.callbacks import MlflowMetrics, TrainingProgress
 
-    train_rows = pd.concat([train.read(), val.read()], ignore_index=True) if sweep.refit_with_val else train.read()
+    val_rows = val.read()
+    train_rows = pd.concat([train.read(), val_rows], ignore_index=True) if sweep.refit_with_val else train.read()
     key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, recipe, plan, sweep.refit_with_val]))
     client = mlflow_client(tracking["uri"])
     run_name = f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}"
@@ -373,7 +370,7 @@ def refit(
     client.log_param(run_id, "max_steps", plan.max_steps)
     result = run_training(
         train_rows,
-        val.read(),
+        val_rows,
         model,
         recipe,
         plan,
