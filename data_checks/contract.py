@@ -71,7 +71,7 @@ def run_suites(
 ) -> SuiteOutcome:
     """Validate `frame` against the named suites in one GX checkpoint; optionally update Data Docs."""
     # Concurrent runs with the same home share one GX file context (and its YAML): one writer at a time.
-    with host_lock(f"gx-{fingerprint_value(str(gx_root.resolve()))[:16]}"):
+    with host_lock(f"gx-{fingerprint_value(str(gx_root.resolve()))[:16]}", gx_root):
         import great_expectations as gx  # 3 s import: only when validating
 
         context = file_context(gx_root)

@@ -40,7 +40,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     data = prepare_data(config)
     splits = split_refs(data)
     home = str(config.home_path())
-    stages = StageLog(timings=dict(data["timings"]), cache_hits=list(data["cache_hits"]))
+    stages = StageLog(home, timings=dict(data["timings"]), cache_hits=list(data["cache_hits"]))
     tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), splits.data_fingerprint)
     plan = trial_plan(config, splits.train.rows)
     study = study_name(config.name, splits.data_fingerprint, config.model, config.train, config.sweep, plan)

@@ -26,7 +26,7 @@ from tunegate.stages import StageLog
 def prepare_data(config: PipelineConfig) -> dict[str, Any]:
     """Raw files in; validated, deduplicated, leakage-free train/val/test Parquet out; returns the summary."""
     home = str(config.home_path())
-    stages = StageLog()
+    stages = StageLog(home)
     pinned = stages.run("fingerprint", fingerprint_sources, config.data.sources)
     ingested = stages.run("ingest", ingest_sources, config.data.sources, pinned, home)
     validated = stages.run("validate", validate_rows, ingested, config.data.validation, config.task, home)

@@ -7,8 +7,6 @@ matched directly, the Jaccard similarity and whether the match was exact or near
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +16,7 @@ from pydantic import BaseModel
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import DedupConfig
-from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.fingerprint import fingerprint_value
 from tunegate.near_duplicates import (
     cluster_first_members,
     large_string_array,
@@ -27,6 +25,7 @@ from tunegate.near_duplicates import (
     similar_pairs,
 )
 from tunegate.refs import TableRef, write_table
+from tunegate.stages import stage_directory
 
 WHITESPACE_TO_COLLAPSE = r"[\s\x{1680}\x{2028}\x{2029}]{2,}|[\t\n\r\f\v\x{1680}\x{2028}\x{2029}]"
 DUPLICATE_COLUMNS = ["row_id", "source", "source_line", "kind", "duplicate_of", "matched_row_id", "similarity"]
@@ -44,7 +43,7 @@ class DedupResult(BaseModel):
 @task(cache_policy=stage_cache_policy())
 def deduplicate_rows(valid: TableRef, dedup: DedupConfig, home: str) -> DedupResult:
     """Keep the first row of each exact or near-duplicate cluster; record every dropped row."""
-    out_dir = Path(home) / "data" / f"dedup-{combine(valid.fingerprint, fingerprint_value(dedup))[:16]}"
+    out_dir = stage_directory(home, "data/dedup", __file__, valid.fingerprint, fingerprint_value(dedup))
     rows = valid.read()
     text = comparison_text(rows, dedup.fields)
     exact_first = first_row_with_same_key(normalized_text_keys(text))

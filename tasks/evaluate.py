@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,10 +20,10 @@ from pydantic import BaseModel, Field
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import EvalConfig, ModelConfig, TaskConfig
-from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.fingerprint import fingerprint_value
 from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
 from tunegate.prompting import PromptFormat
-from tunegate.refs import TableRef, write_table
+from tunegate.refs import TableRef, write_table, write_text_atomic
 from tunegate.scoring import (
     generate,
     mean_or_nan,
@@ -35,6 +34,7 @@ from tunegate.scoring import (
     task_metric_name,
 )
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.stages import stage_directory
 
 if TYPE_CHECKING:
     import torch
@@ -234,8 +234,14 @@ def evaluate_final_model(
     """Base vs fine-tuned on the held-out test rows; writes the rows and the result under home/eval/<key>/."""
     from transformers import AutoTokenizer
 
-    key = combine(adapter_fingerprint, test.fingerprint, fingerprint_value([model, task_config, evaluation]))[:16]
-    out_dir = Path(home) / "eval" / key
+    out_dir = stage_directory(
+        home,
+        "eval/eval",
+        __file__,
+        adapter_fingerprint,
+        test.fingerprint,
+        fingerprint_value([model, task_config, evaluation]),
+    )
     rows = evaluation_rows(test.read(), task_config.labels, evaluation.max_rows)
     rows_ref = write_table(rows, out_dir / "eval_rows.parquet")
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
@@ -252,6 +258,6 @@ def evaluate_final_model(
         seed=evaluation.seed,
         base_model=separate_base,
     )
-    (out_dir / "evaluation.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / "evaluation.json", result.model_dump_json(indent=2))
     scores = pd.DataFrame({"base": result.base_scores, "finetuned": result.finetuned_scores}, dtype=float)
     return EvaluationOutput(result=result, rows=rows_ref, scores=write_table(scores, out_dir / "row_scores.parquet"))

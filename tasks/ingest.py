@@ -14,6 +14,8 @@ import csv
 import gc
 import io
 import json
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +34,10 @@ from pydantic import BaseModel
 from tunegate.caching import stage_cache_policy
 from tunegate.config import SourceConfig
 from tunegate.errors import InputError
-from tunegate.fingerprint import combine, fingerprint_bytes, fingerprint_value
-from tunegate.refs import TableRef, write_table
+from tunegate.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_value
+from tunegate.refs import TableRef, atomic_file, file_problems, write_table
 from tunegate.retrying import RETRY_DELAYS_SECONDS, retry_unless_input_error
+from tunegate.stages import stage_directory
 
 CANONICAL_COLUMNS = ["row_id", "source", "source_line", "shape", "labelled", "prompt", "completion", "messages", "raw"]
 EXTENSION_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -64,9 +67,13 @@ class IngestResult(BaseModel):
 
     canonical: TableRef
     rejected_path: str
+    rejected_fingerprint: str
     rows_read: int
     rejected: int
     per_source: dict[str, int]
+
+    def output_problems(self) -> list[str]:
+        return file_problems(self.rejected_path, self.rejected_fingerprint)
 
 
 @dataclass
@@ -80,16 +87,45 @@ class RawRecord:
 
 
 def open_source_bytes(path: str) -> bytes:
-    """Read a whole source through fsspec; a missing or unreadable location is a one-line InputError."""
+    """Read a whole source through fsspec; a missing or unreadable location is a one-line InputError, and so is
+    a local stream (a FIFO or device: reading it would block or never end) or a file that grows while read."""
+    local = local_path(path)
+    before = regular_file_stat(local) if local else None
     try:
         with fsspec.open(path, "rb") as handle:
-            return handle.read()
+            content = handle.read()
     except FileNotFoundError as exc:
         raise InputError(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, expected a data file") from exc
     except (ValueError, ImportError) as exc:
         raise InputError(f"{path}: cannot open this URL ({exc})") from exc
+    if before is not None:
+        after = os.stat(local)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or len(content) != after.st_size:
+            raise InputError(
+                f"{path}: the file changed while it was read ({before.st_size} -> {after.st_size} bytes); "
+                "point the config at a finished file"
+            )
+    return content
+
+
+def local_path(path: str) -> str | None:
+    """The local file a source path names (plain or file://), or None for a remote URL."""
+    if path.startswith("file://"):
+        return path.removeprefix("file://")
+    return None if "://" in path else path
+
+
+def regular_file_stat(path: str) -> os.stat_result | None:
+    """The file's stat if it exists; a FIFO, socket or device is refused before it is opened."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(status.st_mode) and not stat.S_ISDIR(status.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device); write the data to a file first")
+    return status if stat.S_ISREG(status.st_mode) else None
 
 
 @task(retries=3, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=retry_unless_input_error)
@@ -110,8 +146,9 @@ def fingerprint_sources(sources: list[SourceConfig]) -> list[SourceFingerprint]:
 )
 def ingest_sources(sources: list[SourceConfig], pinned: list[SourceFingerprint], home: str) -> IngestResult:
     """Read every source into one canonical table; unreadable records go to rejected.jsonl."""
-    key = combine(fingerprint_value([p.model_dump() for p in pinned]), fingerprint_value(sources))[:16]
-    out_dir = Path(home) / "data" / f"ingest-{key}"
+    out_dir = stage_directory(
+        home, "data/ingest", __file__, fingerprint_value([p.model_dump() for p in pinned]), fingerprint_value(sources)
+    )
     row_ids = source_row_id_prefixes(sources)
     canonical_parts, rejected, per_source = [], [], {}
     for source, prefix, pin in zip(sources, row_ids, pinned, strict=True):
@@ -137,6 +174,7 @@ def ingest_sources(sources: list[SourceConfig], pinned: list[SourceFingerprint],
     return IngestResult(
         canonical=table,
         rejected_path=str(rejected_path),
+        rejected_fingerprint=fingerprint_file(rejected_path),
         rows_read=sum(per_source.values()),
         rejected=len(rejected),
         per_source=per_source,
@@ -469,9 +507,7 @@ def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:
 
 def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
+    with atomic_file(path) as partial, open(partial, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    partial.replace(path)
     return path

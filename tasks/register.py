@@ -36,6 +36,7 @@ from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_refe
 from tunegate.tracking import fluent_tracking, mlflow_client
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+REASON_TAG = "promotion_reason"
 # A waiting run gives up after 30 minutes: the guarded section is seconds, or one champion re-evaluation.
 REGISTRY_LOCK_TIMEOUT = 1800.0
 SERVING_REQUIREMENTS = ["mlflow", "torch", "transformers", "peft", "pandas", "tunegate"]
@@ -75,12 +76,16 @@ def register_model(
     global concurrency limit of 1 per model), so two runs finishing at once cannot both read "no
     champion" and leave the alias on whichever wrote last."""
     client = mlflow_client(tracking["uri"])
-    version = log_model_version(adapter_dir, model, model_name, tracking)
+    identity = {"adapter_fingerprint": adapter_fingerprint, "test_fingerprint": eval_rows.fingerprint}
+    # A run killed between registering and deciding left this model's version without an alias or a reason:
+    # the rerun finishes that version instead of adding a second one.
+    version = interrupted_version(client, model_name, identity) or log_model_version(
+        adapter_dir, model, model_name, tracking, identity
+    )
     scores = eval_scores.read()
     version_tags = {
         **lineage,
-        "adapter_fingerprint": adapter_fingerprint,
-        "test_fingerprint": eval_rows.fingerprint,
+        **identity,
         "task_metric": evaluation.task_metric,
         f"eval.{evaluation.task_metric}": f"{evaluation.finetuned[evaluation.task_metric]:.6f}",
         f"eval.base.{evaluation.task_metric}": f"{evaluation.base[evaluation.task_metric]:.6f}",
@@ -91,6 +96,7 @@ def register_model(
         client.set_model_version_tag(model_name, version, key, value)
     with registry_lock(model_name):
         champion = current_champion(client, model_name)
+        champion = champion if champion is None or str(champion.version) != version else None
         champion_scores = (
             champion_scores_on(client, champion, evaluation.task_metric, eval_rows, model_name, tracking["uri"])
             if champion
@@ -104,9 +110,10 @@ def register_model(
             health,
             Champion(version=str(champion.version), scores=champion_scores) if champion else None,
         )
-        client.set_model_version_tag(model_name, version, "promotion_reason", reason)
         alias = CHAMPION if promoted else CHALLENGER
         client.set_registered_model_alias(model_name, alias, version)
+        # Written last: a version without a reason is one whose registration did not finish.
+        client.set_model_version_tag(model_name, version, REASON_TAG, reason)
     return RegistryResult(
         model_name=model_name,
         version=version,
@@ -127,21 +134,42 @@ def log_row_scores(client: Any, run_id: str, version: str, rows: TableRef, score
     return f"{ROW_SCORES_DIR}/{name}"
 
 
-def log_model_version(adapter_dir: str, model: ModelConfig, model_name: str, tracking: dict[str, str]) -> str:
+def log_model_version(
+    adapter_dir: str, model: ModelConfig, model_name: str, tracking: dict[str, str], identity: dict[str, str]
+) -> str:
     """Log the pyfunc (adapter + tokenizer + prompt format, base by reference) into the pipeline's run
-    and register it; returns the new version number."""
+    and register it, tagged with what it is from the start; returns the new version number."""
     import mlflow
 
-    with fluent_tracking(tracking["uri"]), mlflow.start_run(run_id=tracking["parent_run_id"]):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=AdapterGenerator(),
-            artifacts={ADAPTER_ARTIFACT: adapter_dir},
-            model_config={"base_model": base_model_reference(model.base), "trust_remote_code": model.trust_remote_code},
-            pip_requirements=SERVING_REQUIREMENTS,
-            registered_model_name=model_name,
-        )
-    return str(info.registered_model_version)
+    with fluent_tracking(tracking["uri"]):
+        with mlflow.start_run(run_id=tracking["parent_run_id"]):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=AdapterGenerator(),
+                artifacts={ADAPTER_ARTIFACT: adapter_dir},
+                model_config={
+                    "base_model": base_model_reference(model.base),
+                    "trust_remote_code": model.trust_remote_code,
+                },
+                pip_requirements=SERVING_REQUIREMENTS,
+            )
+        registered = mlflow.register_model(info.model_uri, model_name, tags=identity)
+    return str(registered.version)
+
+
+def interrupted_version(client: Any, model_name: str, identity: dict[str, str]) -> str | None:
+    """The version of this adapter on these test rows whose registration never finished (no reason tag)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return None
+    for version in sorted(versions, key=lambda v: int(v.version)):
+        tags = version.tags or {}
+        if REASON_TAG not in tags and all(tags.get(key) == value for key, value in identity.items()):
+            return str(version.version)
+    return None
 
 
 @contextmanager

@@ -10,7 +10,6 @@ val/test row is checked for a near duplicate in train; that count is reported an
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,10 @@ from pydantic import BaseModel
 from tasks.deduplicate import comparison_text
 from tunegate.caching import stage_cache_policy
 from tunegate.config import DedupConfig, SplitConfig
-from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.fingerprint import fingerprint_value
 from tunegate.near_duplicates import ShingleSets, cluster_first_members, shingle_sets, similar_pairs
 from tunegate.refs import TableRef, write_table
+from tunegate.stages import stage_directory
 
 SPLITS = ("train", "val", "test")
 # Independent MinHash draws for grouping and for the leakage check: offsets from the dedup seed.
@@ -42,7 +42,7 @@ class SplitResult(BaseModel):
 @task(cache_policy=stage_cache_policy())
 def split_rows(kept: TableRef, split: SplitConfig, dedup: DedupConfig, home: str) -> SplitResult:
     """Assign every kept row to exactly one split; check no val/test row has a near duplicate in train."""
-    out_dir = Path(home) / "data" / f"split-{combine(kept.fingerprint, fingerprint_value([split, dedup]))[:16]}"
+    out_dir = stage_directory(home, "data/split", __file__, kept.fingerprint, fingerprint_value([split, dedup]))
     rows = kept.read()
     sets = shingle_sets(comparison_text(rows, dedup.fields), dedup.shingle_words)
     pairs = similar_pairs(sets, dedup.threshold, dedup.num_perm, dedup.seed + GROUPING_SEED_OFFSET)

@@ -15,6 +15,7 @@ twice costs nothing.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -25,16 +26,22 @@ from pydantic import BaseModel
 
 from tasks.train import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
 from tunegate.budget import TrainingPlan
-from tunegate.caching import stage_cache_policy
+from tunegate.caching import bound_to_home, stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_file, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
-from tunegate.refs import TableRef
+from tunegate.refs import TableRef, directory_problems, write_text_atomic
+from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
-from tunegate.tracking import mlflow_client, start_child_run
+from tunegate.stages import run_logger, stage_directory, submit_bound, verified
+from tunegate.tracking import mlflow_client, owner_is_dead, owner_tags, start_child_run
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
 RESULT_ATTR = "result"  # the trial's TrialResult as JSON, on the Optuna trial
+QUEUED_ATTR = "queued"  # why a trial's point was queued (warm start, a re-run of a trial that died)
+OWNER_ATTR = "owner"  # host, pid and boot of the process running the trial (a dead owner's trial is re-queued)
+# A redrawn point is drawn again; 8 draws of a continuous learning rate all hitting taken points does not happen.
+MAX_REDRAWS = 8
 
 
 class TrialResult(BaseModel):
@@ -48,6 +55,9 @@ class TrialResult(BaseModel):
     reason: str = ""  # why it was pruned: the pruner, or a health issue
     train: TrainResult | None = None  # complete trials: the run and its saved best checkpoint
     adapter_fingerprint: str | None = None
+
+    def output_problems(self) -> list[str]:
+        return directory_problems(self.train.adapter_dir, self.adapter_fingerprint or "") if self.train else []
 
 
 class SweepResult(BaseModel):
@@ -109,14 +119,18 @@ def open_study(name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan) 
         ),
         "none": optuna.pruners.NopPruner,
     }
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name,
         storage=optuna_storage(storage),
-        sampler=optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=sweep.startup_trials),
         pruner=pruners[sweep.pruner](),
         direction=study_direction(plan),
         load_if_exists=True,
     )
+    # Seeded by the trials the study already has: a sampler re-seeded with `seed` alone on every resume would
+    # replay its first random draws, and a resumed or topped-up sweep would train the points it already has.
+    existing = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=sweep.seed + existing, n_startup_trials=sweep.startup_trials)
+    return study
 
 
 def study_direction(plan: TrainingPlan) -> str:
@@ -132,7 +146,52 @@ def optuna_storage(url: str) -> Any:
 
     path = Path(url.removeprefix("journal:"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    repair_journal(path)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def repair_journal(path: Path) -> int:
+    """Cut a journal back to its last intact line, under Optuna's own journal lock; returns the bytes cut.
+
+    A writer killed mid-append leaves a line without its newline; the next append would glue onto it and every
+    later read fails ("Invalid log format"). The journal is replayed in order, so everything from the first bad
+    line on is cut (and kept next to it as `<name>.cut-<time>` for inspection): the rest stays consistent."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        intact = intact_journal_prefix(data)
+        if intact == len(data):
+            return 0
+        (path.parent / f"{path.name}.cut-{time.strftime('%Y%m%d-%H%M%S')}").write_bytes(data[intact:])
+        with open(path, "r+b") as handle:
+            handle.truncate(intact)
+    finally:
+        lock.release()
+    logging.getLogger("tunegate").warning(
+        "Optuna journal %s: cut %d bytes from its first torn or unreadable line on (a writer was killed)",
+        path,
+        len(data) - intact,
+    )
+    return len(data) - intact
+
+
+def intact_journal_prefix(data: bytes) -> int:
+    """Length of the longest prefix of whole lines that are each valid JSON."""
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            json.loads(line)
+        except ValueError:
+            break
+        offset += len(line)
+    return offset
 
 
 def search_space(sweep: SweepConfig) -> dict[str, Any]:
@@ -150,6 +209,7 @@ def search_space(sweep: SweepConfig) -> dict[str, Any]:
     cache_policy=stage_cache_policy(excluded=("trial_number", "study", "tracking")),
     retries=1,
     retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_input_error,
 )
 def run_trial(
     params: dict[str, float | int],
@@ -170,9 +230,6 @@ def run_trial(
 
     from tunegate.callbacks import MlflowMetrics
 
-    key = combine(
-        fingerprint_value(params), train.fingerprint, val.fingerprint, fingerprint_value([model, recipe, plan])
-    )
     trial = reporting_trial(study, trial_number, plan)
     client = mlflow_client(tracking["uri"])
     run_id = start_child_run(
@@ -210,13 +267,24 @@ def run_trial(
             model,
             config,
             plan,
-            Path(home) / "trials" / key[:16],
+            stage_directory(
+                home,
+                "trials/trial",
+                __file__,
+                fingerprint_value(params),
+                train.fingerprint,
+                val.fingerprint,
+                fingerprint_value([model, recipe, plan]),
+            ),
             on_evaluate=report,
             callbacks=[MlflowMetrics(client, run_id)],
         )
     except optuna.TrialPruned as pruned:
         step, value = reported[-1]
         return pruned_trial(client, run_id, params, value, step, str(pruned))
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")  # the retry (or the next run) starts its own MLflow run
+        raise
     log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
     if not result.health.healthy:
         issues = "; ".join(result.health.issues)
@@ -269,8 +337,9 @@ def run_sweep(
     task runner; `warm_start` params (a previous study's best) are enqueued first, once."""
 
     study = open_study(name, storage, sweep, plan)
+    requeue_orphaned_trials(study)
     for params in warm_start or []:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={QUEUED_ATTR: "warm start"}, skip_if_exists=True)
     study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
     deadline = time.monotonic() + sweep.timeout_minutes * 60 if sweep.timeout_minutes else math.inf
     trials_run, timed_out = 0, False
@@ -280,20 +349,65 @@ def run_sweep(
         if time.monotonic() >= deadline:
             timed_out = True
             break
-        asked = [study.ask(search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
-        futures = [
-            run_trial.submit(dict(t.params), train, val, model, recipe, plan, home, t.number, study_ref, tracking, name)
-            for t in asked
+        asked = [ask_new_point(study, search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
+        arguments = [
+            (dict(t.params), train, val, model, recipe, plan, home, t.number, study_ref, tracking, name) for t in asked
         ]
-        for trial, future in zip(asked, futures, strict=True):
-            outcome = future.result()
-            trials_run += future.state.name != "Cached"
+        futures = [submit_bound(run_trial, home, *trial_arguments) for trial_arguments in arguments]
+        for trial, future, trial_arguments in zip(asked, futures, arguments, strict=True):
+            future.wait()
+            state = verified(f"trial {trial.number}", future.state, bound_to_home(run_trial, home), *trial_arguments)
+            outcome = state.result()
+            trials_run += state.name != "Cached"
             record_outcome(study, trial, outcome)
             finished, description = sweep_progress(study, sweep.n_trials, plan)
             progress.update(finished, sweep.n_trials, description)
     return summarize_study(study, name, storage, plan).model_copy(
         update={"trials_run": trials_run, "stopped_by_timeout": timed_out}
     )
+
+
+def requeue_orphaned_trials(study: Any) -> list[int]:
+    """Fail every RUNNING trial whose process died (kill -9, a lost worker) and queue its point again, so the
+    next trial with it resumes from that point's checkpoints; returns the failed trial numbers."""
+    import optuna
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(OWNER_ATTR)
+        if owner is not None and not owner_is_dead(owner):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "failed_because", "its process died")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (RuntimeError, ValueError):  # another run failed it first
+            continue
+        study.enqueue_trial(dict(trial.params), user_attrs={QUEUED_ATTR: f"again after trial {trial.number} died"})
+        failed.append(trial.number)
+    if failed:
+        run_logger().warning("trials %s had died mid-run: failed and their points queued again", failed)
+    return failed
+
+
+def ask_new_point(study: Any, space: dict[str, Any]) -> Any:
+    """A new trial at a point no finished, running or pruned trial has (queued points are taken as they are);
+    a redrawn point is told FAIL ("duplicate") and drawn again, at most MAX_REDRAWS times."""
+    import optuna
+
+    taken = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    seen = {point_key(t.params) for t in study.get_trials(deepcopy=False, states=taken)}
+    for _ in range(MAX_REDRAWS):
+        trial = study.ask(space)
+        trial.set_user_attr(OWNER_ATTR, owner_tags())
+        if QUEUED_ATTR in trial.user_attrs or point_key(trial.params) not in seen:
+            return trial
+        trial.set_user_attr("failed_because", "duplicate of an earlier trial's point")
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return trial
+
+
+def point_key(params: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((name, float(value)) for name, value in params.items()))
 
 
 def record_outcome(study: Any, trial: Any, outcome: TrialResult) -> None:
@@ -415,14 +529,26 @@ def log_study_plots(
         fingerprint_file(__file__),
         fingerprint_value([[t.number, t.state.name, t.value, t.params] for t in study.get_trials(deepcopy=False)]),
     )
-    previous = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else {}
+    previous = read_report_stamp(stamp)
     if previous.get("key") == key and report.exists():
         drawn = previous["drawn"]
     else:
         drawn = draw_study_report(study, name, report)
-        stamp.write_text(json.dumps({"key": key, "drawn": drawn}), encoding="utf-8")
+        write_text_atomic(stamp, json.dumps({"key": key, "drawn": drawn}))
     mlflow_client(tracking["uri"]).log_artifact(tracking["parent_run_id"], str(report), artifact_path="sweep")
     return drawn
+
+
+def read_report_stamp(stamp: Path) -> dict[str, Any]:
+    """The last drawing's key and plots; a missing or unreadable stamp (a torn write) means draw again."""
+    try:
+        previous = json.loads(stamp.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        run_logger().warning("sweep report stamp %s is unreadable (%s): drawing the report again", stamp, exc)
+        return {}
+    return previous if isinstance(previous, dict) and isinstance(previous.get("drawn"), list) else {}
 
 
 def draw_study_report(study: Any, name: str, report: Path) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import resource
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +26,13 @@ from tunegate.budget import TrainingPlan
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.errors import InputError
-from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_value
+from tunegate.fingerprint import fingerprint_directory, fingerprint_value
 from tunegate.health import HealthReport, HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
-from tunegate.refs import TableRef
+from tunegate.refs import TableRef, directory_problems
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.stages import run_logger, stage_directory
 from tunegate.tracking import mlflow_client, start_child_run
 
 if TYPE_CHECKING:
@@ -271,10 +273,45 @@ def save_trained(trainer: Any, tokenizer: Any, prompt_format: PromptFormat, adap
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest checkpoint whose trainer_state.json (written last) exists: a run killed while saving
-    leaves a partial directory that must not be resumed from."""
-    complete = [path for path in checkpoints.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
-    return str(max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]))) if complete else None
+    """The newest intact checkpoint: a run killed while saving (or a torn disk write) leaves a directory that
+    must not be resumed from; it is skipped with a warning and the one before it is used."""
+    newest_first = sorted(checkpoints.glob("checkpoint-*"), key=lambda path: -int(path.name.rsplit("-", 1)[1]))
+    for path in newest_first:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        run_logger().warning("checkpoint %s is not resumable (%s): skipped", path, problem)
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """None if the checkpoint is whole: trainer_state.json (written last) parses and every safetensors file's
+    header and data length are intact; else what is wrong."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json unreadable: {exc}"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        return "no weights"
+    for weight_file in weights:
+        try:
+            with safe_open(str(weight_file), framework="pt") as tensors:
+                for name in tensors.keys():
+                    tensors.get_slice(name)
+        except Exception as exc:  # safetensors raises its own error types for torn headers and short files
+            return f"{weight_file.name} unreadable: {exc}"
+    for state_file in sorted(path.glob("*.pt")) + sorted(path.glob("*.pth")):
+        try:  # torch.save writes a zip archive: a cut file loses its central directory at the end
+            with zipfile.ZipFile(state_file) as archive:
+                archive.namelist()
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{state_file.name} unreadable: {exc}"
+    return None
 
 
 def checkpoint_step(checkpoint: str | None) -> int:
@@ -307,6 +344,9 @@ class TrainedModel(BaseModel):
     adapter_fingerprint: str
     source: str = Field(description="`trial <n>` (the sweep's best trial, no second training) or `refit`.")
     mlflow_run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
+
+    def output_problems(self) -> list[str]:
+        return directory_problems(self.result.adapter_dir, self.adapter_fingerprint)
 
 
 @task(cache_policy=stage_cache_policy(excluded=("tracking",)))
@@ -361,7 +401,6 @@ def refit(
 
     val_rows = val.read()
     train_rows = pd.concat([train.read(), val_rows], ignore_index=True) if sweep.refit_with_val else train.read()
-    key = combine(train.fingerprint, val.fingerprint, fingerprint_value([model, recipe, plan, sweep.refit_with_val]))
     client = mlflow_client(tracking["uri"])
     run_name = f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}"
     run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), run_name)
@@ -374,7 +413,14 @@ def refit(
         model,
         recipe,
         plan,
-        Path(home) / "train" / key[:16],
+        stage_directory(
+            home,
+            "train/refit",
+            __file__,
+            train.fingerprint,
+            val.fingerprint,
+            fingerprint_value([model, recipe, plan, sweep.refit_with_val]),
+        ),
         on_evaluate=lambda step, metrics: log_metrics(client, run_id, metrics, step),
         callbacks=[MlflowMetrics(client, run_id), TrainingProgress(plan.max_steps)],
     )

@@ -21,9 +21,10 @@ from data_checks.contract import TABLE_SUITE, columns_checked, row_suite_names, 
 from tasks.ingest import IngestResult, write_jsonl
 from tunegate.caching import stage_cache_policy
 from tunegate.config import TaskConfig, ValidationConfig
-from tunegate.fingerprint import combine, fingerprint_value
+from tunegate.fingerprint import fingerprint_file, fingerprint_value
 from tunegate.model_loading import load_tokenizer
-from tunegate.refs import TableRef, write_table
+from tunegate.refs import TableRef, file_problems, write_table
+from tunegate.stages import stage_directory
 
 SUITE_FILES = [suite_path(name) for name in row_suite_names(True, True) + [TABLE_SUITE]]
 # Tokenize in batches of 4096 texts: the fast tokenizer's batch call, bounded memory at 1M rows.
@@ -37,6 +38,7 @@ class ValidationResult(BaseModel):
 
     valid: TableRef
     quarantine_path: str
+    quarantine_fingerprint: str
     quarantined: int
     rejected_at_ingest: int
     failed_row_checks: int
@@ -45,14 +47,18 @@ class ValidationResult(BaseModel):
     failure_reason: str | None
     data_docs: str | None
 
+    def output_problems(self) -> list[str]:
+        return file_problems(self.quarantine_path, self.quarantine_fingerprint)
+
 
 @task(cache_policy=stage_cache_policy(*SUITE_FILES))
 def validate_rows(
     ingested: IngestResult, validation: ValidationConfig, task_config: TaskConfig, home: str
 ) -> ValidationResult:
     """Check every canonical row against the suites; split rows into valid and quarantined."""
-    key = combine(ingested.canonical.fingerprint, fingerprint_value(validation), fingerprint_value(task_config))
-    out_dir = Path(home) / "data" / f"validate-{key[:16]}"
+    out_dir = stage_directory(
+        home, "data/validate", __file__, ingested.canonical.fingerprint, fingerprint_value([validation, task_config])
+    )
     frame = add_derived_columns(ingested.canonical.read(), validation)
     parameters = suite_parameters(validation, task_config)
     with_labels = bool(task_config.labels) and bool(frame["labelled"].any())
@@ -80,6 +86,7 @@ def validate_rows(
     return ValidationResult(
         valid=write_table(valid, out_dir / "valid.parquet"),
         quarantine_path=str(quarantine_path),
+        quarantine_fingerprint=fingerprint_file(quarantine_path),
         quarantined=len(quarantine),
         rejected_at_ingest=ingested.rejected,
         failed_row_checks=int(failing.sum()),

@@ -1,32 +1,40 @@
 """Content-addressed task caching: the key is what a stage reads, how it is configured, and its code.
 
 Prefect's INPUTS policy would pickle pydantic references and its TASK_SOURCE policy sees only the
-task function's body; a stage's behaviour also lives in its module's helpers and in files it reads
-(the GX suites). So the key here is: sha256 of each input as JSON (references carry the content
-fingerprints of the files they point at) + sha256 of the task's module file + of any extra files.
+task function's body; a stage's behaviour also lives in the project modules it imports, in the versions of
+the libraries that write its outputs and in files it reads (the GX suites). So the key here is: sha256 of
+each input as JSON (references carry the content fingerprints of the files they point at) + the code
+fingerprint of the task's module (`tunegate.code_version`) + of any extra files.
 
-Isolation is SERIALIZABLE with host-wide `flock` locks (`tunegate.locking`): two runs that reach the same
-stage with the same key at once do the work once; the second waits and reads the first one's result.
+A stage runs bound to its pipeline home (`bound_to_home`): its result records live in `<home>/cache/results`
+and its locks in `<home>/cache/locks`, so deleting home deletes the cache with the outputs it points at, and
+every process using that home shares the locks. Isolation is SERIALIZABLE with `flock` locks
+(`tunegate.locking`): two runs that reach the same stage with the same key at once do the work once; the
+second waits and reads the first one's result. A cache hit is only used if the outputs it references are
+still there and unchanged (`tunegate.stages.run_verified`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect import Task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.transactions import IsolationLevel
 
+from tunegate.code_version import code_fingerprint
 from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
-from tunegate.locking import HOST_LOCKS
+from tunegate.locking import HostLockManager, lock_directory
 
 
 @dataclass
 class StageContentPolicy(CachePolicy):
-    """Cache key = fingerprints of the inputs (but `excluded`) + the task module's source + `extra_files`."""
+    """Cache key = fingerprints of the inputs (but `excluded`) + the task module's code + `extra_files`."""
 
     extra_files: tuple[str, ...] = field(default_factory=tuple)
     excluded: tuple[str, ...] = field(default_factory=tuple)
@@ -38,8 +46,7 @@ class StageContentPolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        module_file = inspect.getsourcefile(task_ctx.task.fn)
-        parts = [f"module={fingerprint_file(module_file)}"]
+        parts = [f"code={code_fingerprint(inspect.getsourcefile(task_ctx.task.fn))}"]
         parts += [f"file:{Path(p).name}={fingerprint_file(p)}" for p in sorted(self.extra_files)]
         parts += [
             f"{name}={fingerprint_value(value)}" for name, value in sorted(inputs.items()) if name not in self.excluded
@@ -50,9 +57,19 @@ class StageContentPolicy(CachePolicy):
 def stage_cache_policy(*extra_files: str | Path, excluded: tuple[str, ...] = ()) -> StageContentPolicy:
     """Policy for a stage task; pass the files (suites, templates) whose content changes its output and
     the arguments that do not (bookkeeping such as a trial number or a tracking run id)."""
-    return StageContentPolicy(
-        extra_files=tuple(str(p) for p in extra_files),
-        excluded=excluded,
+    return StageContentPolicy(extra_files=tuple(str(p) for p in extra_files), excluded=excluded)
+
+
+def result_directory(home: str | Path) -> Path:
+    """Where a home's cache records (Prefect results) live; its locks are next to them."""
+    return Path(home) / "cache" / "results"
+
+
+def bound_to_home(stage: Task, home: str | Path) -> Task:
+    """The stage with its result store and its SERIALIZABLE locks under `home`."""
+    policy = dataclasses.replace(
+        stage.cache_policy,
         isolation_level=IsolationLevel.SERIALIZABLE,
-        lock_manager=HOST_LOCKS,
+        lock_manager=HostLockManager(lock_directory(home)),
     )
+    return stage.with_options(result_storage=result_directory(home), cache_policy=policy)

@@ -7,9 +7,11 @@ first line (exit 1). Full tracebacks and Prefect's logs go to `<home>/logs/debug
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +20,11 @@ from typing import Any
 
 from tunegate.config import load_config
 from tunegate.errors import InputError, one_line
+from tunegate.orphans import start_guarded_temporary_server
 from tunegate.report import failed_summary
+from tunegate.retrying import PERMANENT_ERRNOS
+from tunegate.secrets import RedactingFilter, redact, redact_value
 
-DEFAULT_HOME = Path(".tunegate")
 EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
 log = logging.getLogger("tunegate")
 
@@ -56,6 +60,7 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
             handler.setLevel(logging.CRITICAL + 1)
     file_handler = logging.FileHandler(debug_log, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.addFilter(RedactingFilter())
     root.addHandler(file_handler)
     log.setLevel(logging.DEBUG)
     try:
@@ -78,31 +83,55 @@ def run_cli(
     args = build_parser(description, flags).parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
-    except InputError as exc:
-        with logs_routed_to(DEFAULT_HOME.resolve() / "logs" / "debug.log", args.verbose):
-            return report_failure(exc, DEFAULT_HOME.resolve() / "logs" / "debug.log", args.summary_out)
+        check_writable_home(config.home_path())
+    except InputError as exc:  # before any work, and nothing written: the one line says it all
+        return report_failure(exc, None, args.summary_out)
     debug_log = config.home_path() / "logs" / "debug.log"
     with logs_routed_to(debug_log, args.verbose):
         try:
+            start_guarded_temporary_server()
             summary = flow_fn(config, **{name: getattr(args, name) for name in flags or {}})
         except Exception as exc:
             return report_failure(exc, debug_log, args.summary_out)
+    summary = redact_value(summary)
     print(render(summary))
     write_summary(args.summary_out, summary)
     return 0
 
 
-def report_failure(exc: Exception, debug_log: Path, summary_out: Path | None) -> int:
+def check_writable_home(home: Path) -> None:
+    """Create home and write a probe file in it: a home the run cannot write fails now, not after training."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"home {home}: cannot write there ({os.strerror(exc.errno or 0).lower()})") from exc
+
+
+def report_failure(exc: Exception, debug_log: Path | None, summary_out: Path | None) -> int:
     """One line on stderr (plus where the traceback went, for bugs), a failed summary, the exit code."""
-    log.exception("run failed")
+    if debug_log is not None:
+        log.exception("run failed")
+    exc = as_input_error(exc)
     if isinstance(exc, InputError):
-        message = one_line(exc)
+        message = redact(one_line(exc))
         print(f"error: {message}", file=sys.stderr)
     else:
-        message = f"{type(exc).__name__}: {one_line(exc)}"
+        message = redact(f"{type(exc).__name__}: {one_line(exc)}")
         print(f"error: {message} (traceback in {debug_log})", file=sys.stderr)
     write_summary(summary_out, failed_summary(message))
     return EXIT_INPUT_ERROR if isinstance(exc, InputError) else EXIT_FAILURE
+
+
+def as_input_error(exc: Exception) -> Exception:
+    """A full disk, a missing permission or a read-only file system is the user's to fix: one line naming the
+    path (not a traceback pointer, as for a bug)."""
+    if isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS:
+        where = exc.filename or "a file under home"
+        return InputError(f"{where}: {os.strerror(exc.errno).lower()} (errno {errno.errorcode[exc.errno]})")
+    return exc
 
 
 def write_summary(path: Path | None, summary: dict[str, Any]) -> None:

@@ -8,12 +8,13 @@ renders it as a form. Every field carries a description: that text is the form's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunegate.errors import InputError
+from tunegate.secrets import redact
 
 RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text"]
 FileFormat = Literal["auto", "jsonl", "json", "csv", "parquet"]
@@ -85,15 +86,28 @@ class DedupConfig(StrictModel):
     )
     num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash permutations (signature length).")
     fields: list[Literal["prompt", "completion"]] = Field(
-        default_factory=lambda: ["prompt", "completion"], description="Canonical fields whose text is compared."
+        default_factory=lambda: ["prompt", "completion"],
+        min_length=1,
+        description="Canonical fields whose text is compared.",
     )
-    seed: int = Field(default=1, description="Seed of the MinHash permutations.")
+    seed: int = Field(default=1, ge=0, description="Seed of the MinHash permutations.")
 
 
 class SplitConfig(StrictModel):
-    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Fraction of kept rows for validation.")
-    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Fraction of kept rows for the test set.")
-    seed: int = Field(default=42, description="Seed of the split: the same seed and data give the same split.")
+    # Both are > 0: the sweep is judged on val rows and the gate on test rows; an empty split would make the
+    # objective and the evaluation NaN after hours of training.
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0, description="Fraction of kept rows for validation.")
+    test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0, description="Fraction of kept rows for the test set.")
+    seed: int = Field(default=42, ge=0, description="Seed of the split: the same seed and data give the same split.")
+
+    @model_validator(mode="after")
+    def _train_rows_remain(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"data.split: val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} leaves no "
+                "train rows (must be below 1)"
+            )
+        return self
 
 
 class DataConfig(StrictModel):
@@ -183,7 +197,7 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="auto: bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."
     )
-    seed: int = Field(default=0, description="Seed of initialisation and data order.")
+    seed: int = Field(default=0, ge=0, description="Seed of initialisation and data order.")
     health: HealthConfig = Field(
         default_factory=HealthConfig, description="When a run counts as unhealthy (flagged, never promoted)."
     )
@@ -191,7 +205,9 @@ class TrainConfig(StrictModel):
 
 class SweepConfig(StrictModel):
     n_trials: int = Field(default=8, ge=1, description="Trials the study should have finished (a rerun tops it up).")
-    lora_ranks: list[int] = Field(default_factory=lambda: [4, 8, 16, 32], description="LoRA ranks to choose from.")
+    lora_ranks: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [4, 8, 16, 32], min_length=1, description="LoRA ranks to choose from (each >= 1)."
+    )
     learning_rate_min: float = Field(default=1e-4, gt=0.0, description="Lowest learning rate (log-uniform range).")
     learning_rate_max: float = Field(default=1e-2, gt=0.0, description="Highest learning rate (log-uniform range).")
     objective: Literal["auto", "task_metric", "val_loss"] = Field(
@@ -250,17 +266,31 @@ class SweepConfig(StrictModel):
         default=None,
         description="Optuna storage URL (sqlite:///..., postgresql://...); None: a journal file under home.",
     )
-    seed: int = Field(default=0, description="Seed of the TPE sampler.")
+    seed: int = Field(default=0, ge=0, description="Seed of the TPE sampler.")
     parallel_trials: int = Field(default=1, ge=1, description="Trials run at once through the flow's task runner.")
     task_runner: Literal["threads", "processes", "dask", "ray"] = Field(
         default="threads", description="Where trials run: threads or processes here, Dask or Ray on a cluster."
     )
 
+    @model_validator(mode="after")
+    def _learning_rate_range(self) -> SweepConfig:
+        if self.learning_rate_min > self.learning_rate_max:
+            raise ValueError(
+                f"sweep.learning_rate_min {self.learning_rate_min:g} is above sweep.learning_rate_max "
+                f"{self.learning_rate_max:g}"
+            )
+        return self
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url_parses(cls, value: str | None) -> str | None:
+        return None if value is None else checked_storage_url(value)
+
 
 class EvalConfig(StrictModel):
     max_rows: int = Field(default=400, ge=1, description="Test rows evaluated (the first N of the test split).")
     batch_size: int = Field(default=32, ge=1, description="Rows per generation batch.")
-    seed: int = Field(default=0, description="Seed of the bootstrap interval.")
+    seed: int = Field(default=0, ge=0, description="Seed of the bootstrap interval.")
 
 
 class RegistryConfig(StrictModel):
@@ -269,6 +299,17 @@ class RegistryConfig(StrictModel):
         description="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db.",
     )
     model_name: str | None = Field(default=None, description="Registered model name; None: the pipeline name.")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri_parses(cls, value: str | None) -> str | None:
+        return None if value is None else checked_tracking_uri(value)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_accepted(cls, value: str | None) -> str | None:
+        return None if value is None else checked_model_name(value)
+
     min_gain_over_base: float = Field(
         default=0.05,
         description="The lower bound of the paired bootstrap 95% interval of (fine-tuned - base) task metric must "
@@ -306,6 +347,16 @@ class PipelineConfig(StrictModel):
             raise ValueError("use letters, digits, '-' and '_' only")
         return value
 
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_directory(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a directory path, got an empty string")
+        path = Path(value).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a directory")
+        return value
+
     @model_validator(mode="after")
     def _proxy_trials_need_a_refit(self) -> PipelineConfig:
         if self.sweep.trial_max_steps is not None and self.sweep.final != "refit":
@@ -336,6 +387,62 @@ class PipelineConfig(StrictModel):
         return Path(self.home).expanduser().resolve()
 
 
+# Optuna RDB backends SQLAlchemy can open, and MLflow tracking URI schemes (files, databases, servers).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+TRACKING_SCHEMES = ("file", "http", "https", "databricks", *DATABASE_SCHEMES)
+
+
+def checked_storage_url(value: str) -> str:
+    """`journal:<path>` or a database URL SQLAlchemy parses (sqlite:///..., postgresql://user@host/db)."""
+    if value.startswith("journal:"):
+        if not value.removeprefix("journal:").strip():
+            raise ValueError("journal: needs a file path, e.g. journal:/data/optuna.log")
+        return value
+    check_database_url(value)
+    return value
+
+
+def check_database_url(value: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"not a database URL ({redact(value)}); expected e.g. sqlite:///optuna.db") from exc
+    if url.get_backend_name() not in DATABASE_SCHEMES:
+        raise ValueError(f"unsupported database {url.get_backend_name()!r}; expected one of {DATABASE_SCHEMES}")
+
+
+def checked_tracking_uri(value: str) -> str:
+    """A local path, file:, http(s)://host, databricks, or a database URL MLflow can store runs in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    scheme = parts.scheme.split("+")[0]
+    if not parts.scheme or (len(parts.scheme) == 1 and value[1:3] in (":\\", ":/")):  # a path (or C:\ path)
+        return value
+    if scheme not in TRACKING_SCHEMES:
+        raise ValueError(f"unsupported scheme {parts.scheme!r} in {redact(value)}; expected one of {TRACKING_SCHEMES}")
+    if scheme in ("http", "https") and not parts.hostname:
+        raise ValueError(f"{redact(value)} has no host")
+    if scheme in DATABASE_SCHEMES:
+        check_database_url(value)
+    return value
+
+
+def checked_model_name(value: str) -> str:
+    """MLflow's own rule for registered model names (it rejects empty names, '/' and ':')."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(value)
+    except MlflowException as exc:
+        raise ValueError(exc.message) from exc
+    return value
+
+
 def parse_override(assignment: str) -> tuple[list[str], Any]:
     """Split `a.b.c=value` into its key path and a YAML-parsed value (`0.9` → float, `[a, b]` → list)."""
     if "=" not in assignment:
@@ -352,8 +459,10 @@ def apply_override(document: dict[str, Any], keys: list[str], value: Any) -> Non
     last = keys[-1]
     if isinstance(node, list):
         node[_list_index(node, last, keys)] = value
-    else:
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise InputError(f"--set {'.'.join(keys)}: {'.'.join(keys[:-1])} is a value ({node!r}), not a section")
 
 
 def _child(node: Any, key: str, path: list[str]) -> Any:
@@ -377,6 +486,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise InputError(f"{config_path}: config file not found")
     try:
         document = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        line = config_path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{config_path} line {line}: not UTF-8 (byte {exc.object[exc.start]:#04x})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -395,12 +507,13 @@ def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
-        if not first["loc"]:  # a model-level rule: its message names the fields itself
-            raise InputError(f"{origin}: {message}") from exc
+        section_rule = first["type"] == "value_error" and isinstance(first.get("input"), dict)
+        if not first["loc"] or section_rule:  # a section's own rule names its fields itself
+            raise InputError(redact(f"{origin}: {message}")) from exc
         field = ".".join(str(part) for part in first["loc"])
         got = repr(first.get("input"))
         raise InputError(
-            f"{origin}: field {field}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})"
+            redact(f"{origin}: field {field}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})")
         ) from exc
 
 

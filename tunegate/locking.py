@@ -7,8 +7,9 @@ its cached result instead of writing the same files under `<home>` at the same t
 `FileSystemLockManager` marks a lock by a file's existence, which outlives a killed process and would
 block every later run; the kernel drops an `flock` when its holder dies, so a killed run leaves no lock.
 
-The lock files live under `$PREFECT_HOME/locks`, next to the result store whose records they guard
-(resolved when first used, so a test or worker that sets PREFECT_HOME later still gets its own).
+The lock files live under `<home>/cache/locks`, next to the result store whose records they guard, so every
+process that uses the same home (the `make serve` worker, a CLI run, a test) shares one set of locks, whatever
+its PREFECT_HOME, and deleting home deletes them with the cache.
 """
 
 from __future__ import annotations
@@ -29,26 +30,29 @@ from prefect.locking.protocol import LockManager
 POLL_SECONDS = 0.2
 
 
-def lock_directory() -> Path:
-    from prefect.settings import PREFECT_HOME
-
-    directory = Path(PREFECT_HOME.value()) / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+def lock_directory(home: str | Path) -> Path:
+    """Where the locks of a pipeline home live (next to its result store, `<home>/cache/results`)."""
+    return Path(home) / "cache" / "locks"
 
 
 class HostLockManager(LockManager):
-    """Exclusive `flock` locks by key, for threads and processes on one host; released when a holder dies."""
+    """Exclusive `flock` locks by key in `directory`, for threads and processes on one host; released when a
+    holder dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
         self._held: dict[str, tuple[int, str]] = {}
         self._guard = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:  # held file descriptors do not travel to another process
-        return {}
+        return {"directory": str(self.directory)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
+        self.__init__(state["directory"])
+
+    def lock_path(self, key: str) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.directory / f"{key}.lock"
 
     def acquire_lock(
         self, key: str, holder: str, acquire_timeout: float | None = None, hold_timeout: float | None = None
@@ -57,7 +61,7 @@ class HostLockManager(LockManager):
         the lock lasts as long as its holder."""
         if self.is_lock_holder(key, holder):
             return True
-        descriptor = os.open(lock_directory() / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(self.lock_path(key), os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
         while not try_flock(descriptor):
             if deadline is not None and time.monotonic() > deadline:
@@ -86,7 +90,7 @@ class HostLockManager(LockManager):
         with self._guard:
             if key in self._held:
                 return True
-        path = lock_directory() / f"{key}.lock"
+        path = self.lock_path(key)
         if not path.exists():
             return False
         descriptor = os.open(path, os.O_RDWR)
@@ -122,15 +126,13 @@ def try_flock(descriptor: int) -> bool:
     return True
 
 
-HOST_LOCKS = HostLockManager()
-
-
 @contextmanager
-def host_lock(key: str) -> Iterator[None]:
-    """Hold the host-wide lock `key` for the block (for shared state that is not a cached result)."""
+def host_lock(key: str, home: str | Path) -> Iterator[None]:
+    """Hold `home`'s lock `key` for the block (for shared state under home that is not a cached result)."""
+    locks = HostLockManager(lock_directory(home))
     holder = f"{os.getpid()}-{threading.get_ident()}"
-    HOST_LOCKS.acquire_lock(key, holder)
+    locks.acquire_lock(key, holder)
     try:
         yield
     finally:
-        HOST_LOCKS.release_lock(key, holder)
+        locks.release_lock(key, holder)

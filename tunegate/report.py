@@ -15,6 +15,7 @@ from tasks.validate import ValidationResult
 from tunegate.accounting import RowCounts
 from tunegate.fingerprint import combine
 from tunegate.refs import TableRef
+from tunegate.secrets import redact
 from tunegate.stages import StageLog
 
 
@@ -142,9 +143,8 @@ def finetune_summary(
     return {
         **data,
         "sweep": {
-            **sweep.model_dump(
-                include={"study_name", "storage", "objective", "direction", "n_trials", "n_pruned", "best_value"}
-            ),
+            **sweep.model_dump(include={"study_name", "objective", "direction", "n_trials", "n_pruned", "best_value"}),
+            "storage": redact(sweep.storage),
             "best_params": sweep.best_params,
             "chosen_trial": sweep.chosen.number,
             "trial_steps_total": sweep.trial_steps_total,
@@ -174,7 +174,7 @@ def finetune_summary(
         },
         "registry": registered.model_dump(),
         "mlflow": {
-            "tracking_uri": tracking["uri"],
+            "tracking_uri": redact(tracking["uri"]),
             "run_id": tracking["parent_run_id"],
             "experiment_id": tracking["experiment_id"],
             "candidate_run_id": trained.mlflow_run_id,

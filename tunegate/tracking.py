@@ -9,6 +9,7 @@ view works across runs.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.config import PipelineConfig
+from tunegate.secrets import redact
 
 FLUENT_GUARD = threading.Lock()
+OWNER_HOST_TAG, OWNER_PID_TAG, OWNER_BOOT_TAG = "tunegate.host", "tunegate.pid", "tunegate.boot_id"
 
 
 def tracking_uri(config: PipelineConfig) -> str:
@@ -75,10 +78,49 @@ def experiment_id(client: Any, name: str, home: Path) -> str:
 def start_child_run(
     client: Any, experiment: str, parent_run_id: str | None, run_name: str, tags: dict[str, str] | None = None
 ) -> str:
-    run_tags = {"mlflow.runName": run_name, **(tags or {})}
+    run_tags = {"mlflow.runName": run_name, **owner_tags(), **(tags or {})}
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     return client.create_run(experiment, run_name=run_name, tags=run_tags).info.run_id
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process owns a run: a later run ends the runs of owners that died (kill -9, power loss)."""
+    return {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid()), OWNER_BOOT_TAG: boot_id()}
+
+
+def boot_id() -> str:
+    """This boot of the host (pids are reused after a reboot); empty where the kernel does not say."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def owner_is_dead(tags: dict[str, str]) -> bool:
+    """True when the run's owner process ran on this host and is gone (another host's runs are left alone)."""
+    if tags.get(OWNER_HOST_TAG) != socket.gethostname() or not tags.get(OWNER_PID_TAG, "").isdigit():
+        return False
+    if tags.get(OWNER_BOOT_TAG, "") != boot_id():
+        return True
+    try:
+        os.kill(int(tags[OWNER_PID_TAG]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def end_orphaned_runs(client: Any, experiment: str) -> list[str]:
+    """End as KILLED every RUNNING run of the experiment whose owner process died; returns their ids."""
+    ended = []
+    for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        if owner_is_dead(run.data.tags):
+            client.set_tag(run.info.run_id, "ended_by", "a later run: its process had died")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def open_pipeline_run(
@@ -93,6 +135,7 @@ def open_pipeline_run(
     home.mkdir(parents=True, exist_ok=True)
     client = mlflow_client(uri)
     experiment = experiment_id(client, config.name, home)
+    end_orphaned_runs(client, experiment)
     started = datetime.now().strftime("%Y-%m-%d %H:%M")
     run_id = start_child_run(
         client,
@@ -140,7 +183,7 @@ def close_pipeline_run(
     client.log_batch(
         tracking["parent_run_id"],
         metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
-        params=[Param(name, str(value)) for name, value in params.items()],
+        params=[Param(name, redact(str(value))) for name, value in params.items()],
     )
     client.set_terminated(tracking["parent_run_id"], status=status)
 

@@ -1,0 +1,89 @@
+"""Fault class 1: a cache hit is only used when the outputs it references are there and unchanged; the cache and
+its locks live under home and go with it; two processes sharing a home write through unique temporary files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from flows.prepare_data import prepare_data
+from tests.conftest import REPO
+from tests.faults.common import cli_command, cli_environment, demo_overrides
+from tunegate.config import load_config
+from tunegate.fingerprint import fingerprint_file
+
+STAGES = ["ingest", "validate", "dedup", "split"]
+
+
+def data_config(home):
+    return load_config(REPO / "deployments" / "demo.yaml", demo_overrides(home))
+
+
+def intact(summary: dict) -> dict[str, bool]:
+    fingerprints = summary["data"]["fingerprints"]
+    return {name: fingerprint_file(summary["data"]["files"][name]) == fingerprints[name] for name in fingerprints}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cache-home") / "home"
+    return home, prepare_data(data_config(home))
+
+
+def test_deleting_home_deletes_the_cache_and_the_rerun_rewrites_every_output(first_run):
+    home, first = first_run
+    assert sorted(p.name for p in (home / "cache").iterdir()) == ["locks", "results"]
+    shutil.rmtree(home)
+    again = prepare_data(data_config(home))
+    assert again["cache_hits"] == []
+    assert intact(again) == {"train": True, "val": True, "test": True}
+    assert again["data"]["fingerprints"] == first["data"]["fingerprints"]
+    assert prepare_data(data_config(home))["cache_hits"] == STAGES
+
+
+def test_a_truncated_cached_table_reruns_its_stage_and_is_restored(first_run):
+    home, first = first_run
+    train = first["data"]["files"]["train"]
+    with open(train, "r+b") as handle:
+        handle.truncate(os.path.getsize(train) // 2)
+    again = prepare_data(data_config(home))
+    assert again["cache_hits"] == ["ingest", "validate", "dedup"]
+    assert fingerprint_file(train) == first["data"]["fingerprints"]["train"]
+    assert len(pd.read_parquet(train)) == first["data"]["train"]
+
+
+def test_a_deleted_quarantine_file_reruns_validation(first_run):
+    home, first = first_run
+    os.remove(first["data"]["files"]["quarantine"])
+    again = prepare_data(data_config(home))
+    assert again["cache_hits"] == ["ingest", "dedup", "split"]
+    assert os.path.exists(first["data"]["files"]["quarantine"])
+
+
+def test_two_processes_with_different_prefect_homes_share_one_home(tmp_path):
+    """Five times in a row: both exit 0 and every output's bytes match its fingerprint; no temporary file is left."""
+    home = tmp_path / "home"
+    outcomes = []
+    for attempt in range(5):
+        shutil.rmtree(home, ignore_errors=True)
+        processes = [
+            subprocess.Popen(
+                cli_command("prepare_data", home, summary=tmp_path / f"summary-{attempt}-{side}.json"),
+                cwd=REPO,
+                env=cli_environment(tmp_path / f"prefect-{side}"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for side in ("a", "b")
+        ]
+        codes = [process.wait(timeout=300) for process in processes]
+        summaries = [json.loads((tmp_path / f"summary-{attempt}-{side}.json").read_text()) for side in ("a", "b")]
+        outcomes.append((codes, [intact(summary) for summary in summaries]))
+        assert list((home / "data").rglob("*.partial")) == []
+    assert outcomes == [([0, 0], [{"train": True, "val": True, "test": True}] * 2)] * 5

@@ -1,0 +1,213 @@
+"""Fault class 3: a process killed at any point leaves nothing that fails or misleads the next run. Dead trials are
+failed and re-queued, dead MLflow runs ended, torn files skipped or cut back, and no server outlives its CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tasks.sweep import (
+    QUEUED_ATTR,
+    ask_new_point,
+    open_study,
+    optuna_storage,
+    read_report_stamp,
+    requeue_orphaned_trials,
+    search_space,
+)
+from tasks.train import last_complete_checkpoint
+from tests.conftest import REPO
+from tests.faults.common import TINY, cli_command, cli_environment, run_cli
+from tunegate.budget import fixed_plan
+from tunegate.config import SweepConfig
+from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
+
+SWEEP = SweepConfig(seed=0)
+PLAN = fixed_plan(9, [3, 9])
+
+ASK_AND_DIE = """
+import os, signal, sys
+from tasks.sweep import ask_new_point, open_study, search_space
+from tunegate.budget import fixed_plan
+from tunegate.config import SweepConfig
+study = open_study("s", sys.argv[1], SweepConfig(seed=0), fixed_plan(9, [3, 9]))
+trial = ask_new_point(study, search_space(SweepConfig(seed=0)))
+print(trial.params["lora_r"], trial.params["learning_rate"], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def run_and_die(script: str, *args: str) -> str:
+    finished = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr
+    return finished.stdout
+
+
+def test_a_trial_whose_process_was_killed_is_failed_and_its_point_queued_again(tmp_path):
+    storage = f"journal:{tmp_path / 'journal.log'}"
+    rank, rate = run_and_die(ASK_AND_DIE, storage).split()
+    study = open_study("s", storage, SWEEP, PLAN)
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+    assert requeue_orphaned_trials(study) == [0]
+    again = ask_new_point(study, search_space(SWEEP))
+    assert (again.params["lora_r"], again.params["learning_rate"]) == (int(rank), float(rate))
+    assert again.user_attrs[QUEUED_ATTR] == "again after trial 0 died"
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "RUNNING"]
+    assert requeue_orphaned_trials(study) == []  # this process is alive: its running trial is left alone
+
+
+def test_a_resumed_sweep_never_redraws_a_point_it_has(tmp_path):
+    storage = f"journal:{tmp_path / 'journal.log'}"
+    first = open_study("s", storage, SWEEP, PLAN)
+    for value in (0.5, 0.6):
+        trial = ask_new_point(first, search_space(SWEEP))
+        first.tell(trial.number, value)
+    resumed = open_study("s", storage, SWEEP, PLAN)  # a new run: a new sampler, seeded the same
+    points = [tuple(t.params.values()) for t in resumed.get_trials()]
+    drawn = ask_new_point(resumed, search_space(SWEEP))
+    assert tuple(drawn.params.values()) not in points
+    assert len(set(points)) == 2
+
+
+def test_a_torn_journal_line_is_cut_and_the_study_goes_on(tmp_path):
+    path = tmp_path / "journal.log"
+    study = open_study("s", f"journal:{path}", SWEEP, PLAN)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-25])  # the last append was cut mid-line (a kill -9 while writing)
+    resumed = optuna.load_study(study_name="s", storage=optuna_storage(f"journal:{path}"))
+    resumed.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    reloaded = optuna.load_study(study_name="s", storage=optuna_storage(f"journal:{path}"))
+    assert [t.state.name for t in reloaded.get_trials()] == ["COMPLETE", "COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
+    assert len(list(tmp_path.glob("journal.log.cut-*"))) == 1
+
+
+CREATE_RUN_AND_DIE = """
+import os, signal, sys
+from tunegate.tracking import experiment_id, mlflow_client, start_child_run
+client = mlflow_client(sys.argv[1])
+start_child_run(client, experiment_id(client, "faults", __import__("pathlib").Path(sys.argv[2])), None, "doomed")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_mlflow_run_whose_process_was_killed_is_ended_by_the_next_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_and_die(CREATE_RUN_AND_DIE, uri, str(tmp_path))
+    client = mlflow_client(uri)
+    experiment = experiment_id(client, "faults", tmp_path)
+    live = client.create_run(experiment, run_name="another-host", tags={"tunegate.host": "elsewhere"})
+    ended = end_orphaned_runs(client, experiment)
+    statuses = {run.info.run_name: run.info.status for run in client.search_runs([experiment])}
+    assert len(ended) == 1
+    assert statuses == {"doomed": "KILLED", "another-host": "RUNNING"}
+    client.set_terminated(live.info.run_id)
+
+
+def write_checkpoint(path: Path, step: int) -> None:
+    path.mkdir(parents=True)
+    save_file({"w": torch.full((64, 64), float(step))}, str(path / "adapter_model.safetensors"))
+    torch.save({"step": step}, path / "optimizer.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
+@pytest.mark.parametrize("torn", ["trainer_state.json", "adapter_model.safetensors", "optimizer.pt"])
+def test_a_truncated_checkpoint_file_is_skipped_for_the_one_before(tmp_path, torn):
+    write_checkpoint(tmp_path / "checkpoint-4", 4)
+    write_checkpoint(tmp_path / "checkpoint-8", 8)
+    file = tmp_path / "checkpoint-8" / torn
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+
+
+def test_a_corrupt_report_stamp_means_drawing_again(tmp_path):
+    stamp = tmp_path / "sweep_report.json"
+    stamp.write_text('{"key": "abc", "drawn": ["optimiz')
+    assert read_report_stamp(stamp) == {}
+    stamp.write_text('{"key": "abc", "drawn": ["contour"]}')
+    assert read_report_stamp(stamp) == {"key": "abc", "drawn": ["contour"]}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_a_cli_run_killed_with_sigkill_leaves_no_server_behind(tmp_path):
+    run = subprocess.Popen(
+        cli_command("prepare_data", tmp_path / "home"),
+        cwd=REPO,
+        env=cli_environment(tmp_path / "prefect"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline, servers = time.monotonic() + 120, []
+    while not servers and time.monotonic() < deadline and run.poll() is None:
+        servers = [pid for pid in children_of(run.pid) if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        time.sleep(0.2)
+    assert servers, "the CLI never started its temporary Prefect server"
+    while not (tmp_path / "home" / "data").exists() and time.monotonic() < deadline:  # the run is under way
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in servers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in servers if alive(pid)] == []
+
+
+@pytest.mark.slow
+def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp_path):
+    home, prefect_home = tmp_path / "home", tmp_path / "prefect"
+    run = subprocess.Popen(
+        cli_command("finetune", home, *TINY),
+        cwd=REPO,
+        env=cli_environment(prefect_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and run.poll() is None and not list(home.glob("trials/*/checkpoints/*")):
+        time.sleep(0.2)
+    assert run.poll() is None, "the run ended before its first checkpoint"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    code, stderr, summary = run_cli("finetune", home, prefect_home, *TINY)
+    assert code == 0, stderr
+    client = mlflow_client(summary["mlflow"]["tracking_uri"])
+    experiment = summary["mlflow"]["experiment_id"]
+    assert client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'") == []
+    killed = client.search_runs([experiment], filter_string="attributes.status = 'KILLED'")
+    assert {run.data.tags.get("ended_by") for run in killed} >= {"a later run: its process had died"}
+    versions = client.search_model_versions(f"name = '{summary['registry']['model_name']}'")
+    assert [(v.version, "promotion_reason" in v.tags) for v in versions] == [("1", True)]
+    study = optuna.load_study(
+        study_name=summary["sweep"]["study_name"], storage=optuna_storage(summary["sweep"]["storage"])
+    )
+    states = [t.state.name for t in study.get_trials()]
+    assert states.count("FAIL") == 1 and states.count("RUNNING") == 0
+    assert summary["sweep"]["n_trials"] == 2

@@ -1,0 +1,39 @@
+"""Passwords never leave the process: URIs are shown as `postgresql://me:***@db/optuna` in the summary, the
+terminal, the debug log, MLflow params and tags, and Prefect artifacts. The real URI is used only to connect."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+# scheme://user:password@ — the password is everything up to the last '@' of the authority (it may contain ':').
+CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>[^/\s]*)@")
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URI in it replaced by ***."""
+    return CREDENTIALS.sub(lambda match: f"{match['head']}:{REDACTED}@", text)
+
+
+def redact_value(value: Any) -> Any:
+    """`redact` applied to every string in a JSON-like value (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(item) for item in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the formatted message of every record a handler emits (arguments included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
