@@ -32,7 +32,7 @@ from tunegate.config import ModelConfig, RegistryConfig
 from tunegate.health import HealthReport
 from tunegate.refs import TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
-from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference
+from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
 from tunegate.tracking import fluent_tracking, mlflow_client
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -98,7 +98,15 @@ def register_model(
         champion = current_champion(client, model_name)
         champion = champion if champion is None or str(champion.version) != version else None
         champion_scores = (
-            champion_scores_on(client, champion, evaluation.task_metric, eval_rows, model_name, tracking["uri"])
+            champion_scores_on(
+                client,
+                champion,
+                evaluation.task_metric,
+                eval_rows,
+                model_name,
+                tracking["uri"],
+                model.trust_remote_code,
+            )
             if champion
             else None
         )
@@ -210,19 +218,23 @@ def current_champion(client: Any, model_name: str) -> Any | None:
 
 
 def champion_scores_on(
-    client: Any, champion: Any, metric: str, eval_rows: TableRef, model_name: str, uri: str
+    client: Any,
+    champion: Any,
+    metric: str,
+    eval_rows: TableRef,
+    model_name: str,
+    uri: str,
+    trust_remote_code: bool = False,
 ) -> np.ndarray:
     """The champion's per-row task metric on these test rows: its logged scores if measured on the same rows,
-    else evaluated now through its pyfunc."""
+    else evaluated now from its weights (never its pickled pyfunc)."""
     logged = logged_row_scores(client, champion)
     if logged is not None and logged["test_fingerprint"] == eval_rows.fingerprint:
         return np.array(logged["scores"], dtype=float)
-    import mlflow
 
     rows = eval_rows.read()
-    with fluent_tracking(uri):
-        champion_model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
-    return scores_for_metric(metric, rows, list(champion_model.predict(rows)))
+    generations = registered_model_answers(f"models:/{model_name}/{champion.version}", rows, trust_remote_code, uri)
+    return scores_for_metric(metric, rows, generations)
 
 
 def logged_row_scores(client: Any, version: Any) -> dict[str, Any] | None:

@@ -28,11 +28,13 @@ from tasks.train import ChosenTrial, TrainResult, log_metrics, run_summary_metri
 from tunegate.budget import TrainingPlan
 from tunegate.caching import bound_to_home, stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
+from tunegate.errors import ServiceUnavailable, one_line
 from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_file, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import TableRef, directory_problems, write_text_atomic
 from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
+from tunegate.secrets import redact
 from tunegate.stages import run_logger, stage_directory, submit_bound, verified
 from tunegate.tracking import mlflow_client, owner_is_dead, owner_tags, start_child_run
 
@@ -42,6 +44,8 @@ QUEUED_ATTR = "queued"  # why a trial's point was queued (warm start, a re-run o
 OWNER_ATTR = "owner"  # host, pid and boot of the process running the trial (a dead owner's trial is re-queued)
 # A redrawn point is drawn again; 8 draws of a continuous learning rate all hitting taken points does not happen.
 MAX_REDRAWS = 8
+# A locked SQLite file or a restarting database: 1 + 2 + 4 s covers a busy writer or a failover, not an outage.
+STORAGE_RETRY_SECONDS = (1, 2, 4)
 
 
 class TrialResult(BaseModel):
@@ -119,18 +123,41 @@ def open_study(name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan) 
         ),
         "none": optuna.pruners.NopPruner,
     }
-    study = optuna.create_study(
-        study_name=name,
-        storage=optuna_storage(storage),
-        pruner=pruners[sweep.pruner](),
-        direction=study_direction(plan),
-        load_if_exists=True,
+    study = with_storage_retries(
+        storage,
+        lambda: optuna.create_study(
+            study_name=name,
+            storage=optuna_storage(storage),
+            pruner=pruners[sweep.pruner](),
+            direction=study_direction(plan),
+            load_if_exists=True,
+        ),
     )
     # Seeded by the trials the study already has: a sampler re-seeded with `seed` alone on every resume would
     # replay its first random draws, and a resumed or topped-up sweep would train the points it already has.
     existing = len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=sweep.seed + existing, n_startup_trials=sweep.startup_trials)
     return study
+
+
+def with_storage_retries(storage: str, open_storage: Any) -> Any:
+    """Open the study, retrying a storage that is locked or does not answer (STORAGE_RETRY_SECONDS apart);
+    then fail with one line naming it (password redacted)."""
+    from sqlalchemy.exc import OperationalError
+
+    for delay in [*STORAGE_RETRY_SECONDS, None]:
+        try:
+            return open_storage()
+        except OperationalError as exc:
+            if delay is None:
+                reason = one_line(exc.orig or exc)
+                raise ServiceUnavailable(
+                    f"Optuna storage {redact(storage)} unreachable after {len(STORAGE_RETRY_SECONDS) + 1} tries "
+                    f"({reason})"
+                ) from exc
+            run_logger().warning("Optuna storage %s: %s; retrying in %s s", redact(storage), one_line(exc), delay)
+            time.sleep(delay)
+    return None  # not reached: the last try returns or raises
 
 
 def study_direction(plan: TrainingPlan) -> str:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.config import load_config
-from tunegate.errors import InputError, one_line
+from tunegate.errors import InputError, ServiceUnavailable, one_line
 from tunegate.orphans import start_guarded_temporary_server
 from tunegate.report import failed_summary
 from tunegate.retrying import PERMANENT_ERRNOS
@@ -114,8 +115,8 @@ def report_failure(exc: Exception, debug_log: Path | None, summary_out: Path | N
     """One line on stderr (plus where the traceback went, for bugs), a failed summary, the exit code."""
     if debug_log is not None:
         log.exception("run failed")
-    exc = as_input_error(exc)
-    if isinstance(exc, InputError):
+    exc = service_error(as_input_error(exc))
+    if isinstance(exc, InputError | ServiceUnavailable):
         message = redact(one_line(exc))
         print(f"error: {message}", file=sys.stderr)
     else:
@@ -123,6 +124,22 @@ def report_failure(exc: Exception, debug_log: Path | None, summary_out: Path | N
         print(f"error: {message} (traceback in {debug_log})", file=sys.stderr)
     write_summary(summary_out, failed_summary(message))
     return EXIT_INPUT_ERROR if isinstance(exc, InputError) else EXIT_FAILURE
+
+
+def service_error(exc: Exception) -> Exception:
+    """MLflow's client retries a server that does not answer (MLFLOW_HTTP_REQUEST_MAX_RETRIES, with backoff) and
+    then raises an error whose first line is a 300-character urllib3 trace; say instead which server it was."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(exc)
+    server = re.search(r"API request to (https?://[^/\s]+)", text)
+    if isinstance(exc, MlflowException) and server and re.search(r"Max retries exceeded|Connection", text):
+        reason = "connection refused" if "Connection refused" in text else "no answer"
+        return ServiceUnavailable(
+            f"MLflow tracking server {server[1]} unreachable ({reason}, after retries); rerun when it is back: "
+            "finished stages are reused"
+        )
+    return exc
 
 
 def as_input_error(exc: Exception) -> Exception:

@@ -21,3 +21,8 @@ class AccountingError(Exception):
 
 class LeakageError(Exception):
     """A val/test row has a near duplicate in train after splitting: the split is unusable."""
+
+
+class ServiceUnavailable(Exception):
+    """A service the run needs (the MLflow tracking server, the Optuna storage) did not answer after retries;
+    the message names it (password redacted). Finished stages are cached: rerun once it is back."""

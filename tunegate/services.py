@@ -65,6 +65,10 @@ def prefect_env(state_dir: Path, ports: Ports, extra_env: dict[str, str]) -> dic
         "PREFECT_HOME": str((state_dir / "prefect-home").resolve()),
         "PREFECT_API_URL": f"http://{HOST}:{ports.prefect}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # A page on another origin must not drive the API through the user's browser: state-changing calls need
+        # Prefect's CSRF token (its client and UI fetch one), and only the server's own UI origin passes CORS.
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://{HOST}:{ports.prefect}",
         **extra_env,
     }
 

@@ -41,19 +41,64 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
         self.model.eval()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
-        from tasks.evaluate import generate
 
-        rows = model_input.to_dict("records")
-        if rows and "shape" in rows[0]:
-            prompts = [self.prompt_format.format_row(row).prompt for row in rows]
-        else:
-            prompts = [self.prompt_format.format_prompt(str(row["prompt"])) for row in rows]
         settings = {**GENERATION_DEFAULTS, "max_new_tokens": self.max_new_tokens, **(params or {})}
-        generations = generate(
-            self.model, self.tokenizer, prompts, int(settings["max_new_tokens"]), int(settings["batch_size"])
+        return answers(
+            self.model,
+            self.tokenizer,
+            self.prompt_format,
+            model_input,
+            int(settings["max_new_tokens"]),
+            int(settings["batch_size"]),
         )
-        # A byte-level BPE with a prefix space decodes " shipping"; callers want the answer itself.
-        return [text.strip() for text in generations]
+
+
+def answers(
+    model: Any, tokenizer: Any, prompt_format: Any, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy answers to canonical rows (or bare `prompt` rows) in the model's training prompt format."""
+    from tasks.evaluate import generate
+
+    records = rows.to_dict("records")
+    if records and "shape" in records[0]:
+        prompts = [prompt_format.format_row(row).prompt for row in records]
+    else:
+        prompts = [prompt_format.format_prompt(str(row["prompt"])) for row in records]
+    generations = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    # A byte-level BPE with a prefix space decodes " shipping"; callers want the answer itself.
+    return [text.strip() for text in generations]
+
+
+def registered_model_answers(
+    model_uri: str, rows: pd.DataFrame, trust_remote_code: bool, tracking_uri: str | None = None
+) -> list[str]:
+    """Answers of a registered version from its files alone: the adapter's safetensors weights, tokenizer and
+    prompt format, and the base named in its MLmodel file (read as YAML). Its pickled pyfunc object is never
+    loaded, so a tampered registry entry cannot run code here; `trust_remote_code` is the caller's, not the
+    entry's."""
+    import tempfile
+
+    import mlflow.artifacts
+    import yaml
+    from transformers import AutoTokenizer
+
+    from tunegate.model_loading import load_trained_model
+    from tunegate.prompting import PromptFormat
+    from tunegate.tracking import fluent_tracking
+
+    with tempfile.TemporaryDirectory() as folder:
+        with fluent_tracking(tracking_uri or mlflow.get_tracking_uri()):
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder))
+        description = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        settings = description["flavors"]["python_function"].get("config") or {}  # the pyfunc's model_config
+        adapter_dir = local / "artifacts" / ADAPTER_ARTIFACT
+        model = load_trained_model(adapter_dir, str(settings["base_model"]), trust_remote_code)
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+        max_new_tokens = int(settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))
+        return answers(
+            model, tokenizer, PromptFormat.load(adapter_dir), rows, max_new_tokens, GENERATION_DEFAULTS["batch_size"]
+        )
 
 
 def base_model_reference(base: str) -> str:

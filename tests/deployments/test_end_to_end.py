@@ -86,6 +86,14 @@ def test_deploy_run_twice_at_once_then_retrain_skips(services):
     api_url = env["PREFECT_API_URL"]
     with pytest.raises(InputError, match="services already running; run `make stop` first"):
         start(services["state_dir"], Ports(free_port(), free_port()))
+    # CSRF on, CORS limited to the server's own UI origin (the UI is served by the API server itself).
+    ui_origin = api_url.removesuffix("/api")
+    no_token = httpx.post(f"{api_url}/flows/filter", json={}, timeout=10)
+    assert (no_token.status_code, no_token.json()) == (403, {"detail": "Missing CSRF token."})
+    preflight = {"Access-Control-Request-Method": "POST"}
+    own = httpx.options(f"{api_url}/flows/filter", headers={**preflight, "Origin": ui_origin}, timeout=10)
+    foreign = httpx.options(f"{api_url}/flows/filter", headers={**preflight, "Origin": "http://evil.test"}, timeout=10)
+    assert (own.status_code, own.headers["access-control-allow-origin"], foreign.status_code) == (200, ui_origin, 400)
     deployed = prefect_cli(env, "--no-prompt", "deploy", "--all")
     assert "finetune/on-demand" in deployed and "retrain/nightly" in deployed
 
