@@ -10,3 +10,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Weight-loading progress bars and MLflow's INFO lines drown the run report; the Trainer's own progress bar stays.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# MLflow prints "View run <name> at: <tracking URI>/#/..." to stdout for a server URI, password included;
+# the report names the run and the UI already.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

@@ -24,7 +24,7 @@ from tunegate.errors import InputError, ServiceUnavailable, one_line
 from tunegate.orphans import start_guarded_temporary_server
 from tunegate.report import failed_summary
 from tunegate.retrying import PERMANENT_ERRNOS
-from tunegate.secrets import RedactingFilter, redact, redact_value
+from tunegate.secrets import RedactingFilter, redact, redact_all_handlers, redact_value
 
 EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
 log = logging.getLogger("tunegate")
@@ -62,6 +62,7 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
     file_handler = logging.FileHandler(debug_log, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     file_handler.addFilter(RedactingFilter())
+    redact_all_handlers()
     root.addHandler(file_handler)
     log.setLevel(logging.DEBUG)
     try:

@@ -29,11 +29,27 @@ def redact_value(value: Any) -> Any:
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts the formatted message of every record a handler emits (arguments included)."""
+    """Redacts what a handler emits: the message with its arguments, and the traceback (an exception's text
+    often quotes the URL it failed on). The traceback is rendered here, redacted, into `exc_text`, which the
+    standard Formatter uses as it is."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
+
+
+def redact_all_handlers() -> None:
+    """Put the filter on every handler configured now (the terminal, the debug log, Prefect's API log handler
+    that ships run logs to the UI)."""
+    loggers = [logging.getLogger(), *(item for item in logging.root.manager.loggerDict.values())]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+                handler.addFilter(RedactingFilter())

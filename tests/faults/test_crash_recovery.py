@@ -204,7 +204,7 @@ def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp
     killed = client.search_runs([experiment], filter_string="attributes.status = 'KILLED'")
     assert {run.data.tags.get("ended_by") for run in killed} >= {"a later run: its process had died"}
     versions = client.search_model_versions(f"name = '{summary['registry']['model_name']}'")
-    assert [(v.version, "promotion_reason" in v.tags) for v in versions] == [("1", True)]
+    assert [(str(v.version), "promotion_reason" in v.tags) for v in versions] == [("1", True)]
     study = optuna.load_study(
         study_name=summary["sweep"]["study_name"], storage=optuna_storage(summary["sweep"]["storage"])
     )

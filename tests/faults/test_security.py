@@ -73,3 +73,18 @@ def test_rescoring_a_tampered_champion_loads_weights_never_its_pickle(tmp_path):
     assert len(scores) == 4 and set(scores) <= {0.0, 1.0}
     assert not marker.exists()
     assert str(BASE_MODEL) in (Path(pickled[0]).parent / "MLmodel").read_text()
+
+
+def test_a_logged_traceback_that_quotes_a_uri_is_redacted(tmp_path):
+    handler = logging.FileHandler(tmp_path / "debug.log")
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("tunegate-traceback-test")
+    logger.addHandler(handler)
+    try:
+        raise ConnectionError("API request to http://me:hunter2@127.0.0.1:5000/api failed")
+    except ConnectionError:
+        logger.exception("run failed")
+    handler.close()
+    logged = (tmp_path / "debug.log").read_text()
+    assert "hunter2" not in logged
+    assert logged.splitlines()[-1] == "ConnectionError: API request to http://me:***@127.0.0.1:5000/api failed"

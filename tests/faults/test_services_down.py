@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
 from tasks.sweep import open_study
@@ -120,11 +121,16 @@ def test_a_tracking_server_that_goes_away_is_retried_named_and_the_rerun_registe
         assert code == 0, err
         client = mlflow_client(f"http://127.0.0.1:{server.port}")
         versions = client.search_model_versions(f"name = '{rerun['registry']['model_name']}'")
-        assert sorted((v.version, "promotion_reason" in v.tags) for v in versions) == [("1", True), ("2", True)]
+        assert sorted((str(v.version), "promotion_reason" in v.tags) for v in versions) == [("1", True), ("2", True)]
         runs = client.search_runs([rerun["mlflow"]["experiment_id"]])
         assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
         stored = json.dumps([[r.data.params, r.data.tags] for r in runs] + [[v.tags for v in versions]])
         logs = (home / "logs" / "debug.log").read_text()
-        assert [SECRET in text for text in (stored, logs, out, err, json.dumps(rerun))] == [False] * 5
+        with get_client(sync_client=True) as prefect:  # the session's server got these runs' logs and artifacts
+            shown = json.dumps(
+                [log.message for log in prefect.read_logs()]
+                + [str(artifact.data) for artifact in prefect.read_artifacts()]
+            )
+        assert [SECRET in text for text in (stored, logs, out, err, json.dumps(rerun), shown)] == [False] * 6
     finally:
         server.stop()
