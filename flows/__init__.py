@@ -13,3 +13,4 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # MLflow prints "View run <name> at: <tracking URI>/#/..." to stdout for a server URI, password included;
 # the report names the run and the UI already.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

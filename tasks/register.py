@@ -82,6 +82,7 @@ def register_model(
     version = interrupted_version(client, model_name, identity) or log_model_version(
         adapter_dir, model, model_name, tracking, identity
     )
+    close_stranded_versions(client, model_name, keep=version)
     scores = eval_scores.read()
     version_tags = {
         **lineage,
@@ -162,7 +163,25 @@ def log_model_version(
                 pip_requirements=SERVING_REQUIREMENTS,
             )
         registered = mlflow.register_model(info.model_uri, model_name, tags=identity)
+    # Leaving `start_run` ended the pipeline's run as FINISHED; it is still going (the flow closes it), and a
+    # run killed from here on must read as RUNNING so that the next run can tell it died.
+    mlflow_client(tracking["uri"]).update_run(tracking["parent_run_id"], status="RUNNING")
     return str(registered.version)
+
+
+def close_stranded_versions(client: Any, model_name: str, keep: str) -> list[str]:
+    """Give a reason to every other version whose registering run died before deciding (its MLflow run ended
+    KILLED or FAILED): no version is left without one. Returns their numbers."""
+    closed = []
+    for version in client.search_model_versions(f"name = '{model_name}'"):
+        if str(version.version) == keep or REASON_TAG in (version.tags or {}) or not version.run_id:
+            continue
+        status = client.get_run(version.run_id).info.status
+        if status in ("KILLED", "FAILED"):
+            reason = f"not promoted: the run that registered it ended {status} before the decision"
+            client.set_model_version_tag(model_name, str(version.version), REASON_TAG, reason)
+            closed.append(str(version.version))
+    return closed
 
 
 def interrupted_version(client: Any, model_name: str, identity: dict[str, str]) -> str | None:

@@ -4,17 +4,21 @@ failed and re-queued, dead MLflow runs ended, torn files skipped or cut back, an
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
+from prefect.settings import PREFECT_API_URL
 from safetensors.torch import save_file
 
+from tasks.register import registry_lock
 from tasks.sweep import (
     QUEUED_ATTR,
     ask_new_point,
@@ -27,6 +31,7 @@ from tasks.sweep import (
 from tasks.train import last_complete_checkpoint
 from tests.conftest import REPO
 from tests.faults.common import TINY, cli_command, cli_environment, run_cli
+from tests.tasks.test_register import register, wait_for_version
 from tunegate.budget import fixed_plan
 from tunegate.config import SweepConfig
 from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
@@ -211,3 +216,65 @@ def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp
     states = [t.state.name for t in study.get_trials()]
     assert states.count("FAIL") == 1 and states.count("RUNNING") == 0
     assert summary["sweep"]["n_trials"] == 2
+
+
+REGISTER_AND_BLOCK = """
+import json, sys
+from tests.tasks.test_register import register
+from tunegate.config import load_config
+from tunegate.refs import TableRef
+from tunegate.tracking import open_pipeline_run
+setup = json.loads(sys.argv[1])
+config = load_config(setup["config"], [f"home={setup['home']}"])
+tracking = open_pipeline_run(config, "doomed-flow-run", "doomed", "data-fp")
+register(config, tracking, TableRef.model_validate(setup["rows"]), setup["adapter"], 5)
+"""
+
+
+def strand_a_version(config, tracking, rows, adapter: str) -> str:
+    """A run (its own process and MLflow run) registers `adapter` and is killed with SIGKILL before deciding: the
+    version exists without an alias or a reason. Then, as the next pipeline run does, its dead MLflow run is ended."""
+    client = mlflow_client(tracking["uri"])
+    setup = {
+        "config": str(REPO / "deployments" / "demo.yaml"),
+        "home": config.home,
+        "rows": rows.model_dump(),
+        "adapter": adapter,
+    }
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    with registry_lock("concurrent-model"):  # the child registers its version, then waits here for the decision
+        child = subprocess.Popen(
+            [sys.executable, "-c", REGISTER_AND_BLOCK, json.dumps(setup)], cwd=REPO, env=environment
+        )
+        version = wait_for_version(client, "concurrent-model", SimpleNamespace(done=lambda: child.poll() is not None))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    stranded = client.get_model_version("concurrent-model", version)
+    assert (stranded.aliases, "promotion_reason" in stranded.tags) == ([], False)
+    assert len(end_orphaned_runs(client, tracking["experiment_id"])) == 1
+    return version
+
+
+def test_a_registration_killed_before_its_decision_is_finished_by_the_rerun(registry_setup):
+    config, tracking, rows, (adapter, _) = registry_setup
+    version = strand_a_version(config, tracking, rows, adapter)
+    finished = register(config, tracking, rows, adapter, 5)  # the rerun: same adapter, same test rows
+    client = mlflow_client(tracking["uri"])
+    versions = [client.get_model_version("concurrent-model", v.version) for v in client.search_model_versions("")]
+    assert [(str(v.version), v.aliases, "promotion_reason" in v.tags) for v in versions] == [
+        (version, ["champion"], True)
+    ]
+    assert finished.version == version
+
+
+def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registration(registry_setup):
+    config, tracking, rows, (adapter, other_adapter) = registry_setup
+    version = strand_a_version(config, tracking, rows, adapter)
+    register(config, tracking, rows, other_adapter, 5)  # another model: the stranded version is not reused
+    client = mlflow_client(tracking["uri"])
+    stranded = client.get_model_version("concurrent-model", version)
+    assert (stranded.aliases, stranded.tags["promotion_reason"]) == (
+        [],
+        "not promoted: the run that registered it ended KILLED before the decision",
+    )
+    assert len(client.search_model_versions("name = 'concurrent-model'")) == 2

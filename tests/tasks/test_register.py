@@ -134,7 +134,7 @@ def register(config, tracking, rows, adapter_dir: str, right: int):
         fingerprint_directory(adapter_dir),
         evaluation(base, tuned),
         rows,
-        write_table(frame, Path(adapter_dir) / f"scores-{right}.parquet"),
+        write_table(frame, Path(adapter_dir).parent / f"{Path(adapter_dir).name}-scores-{right}.parquet"),
         HealthReport(),
         config.model.model_copy(update={"base": str(BASE_MODEL)}),
         config.registry,
