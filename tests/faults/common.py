@@ -40,19 +40,26 @@ def cli_command(flow: str, home: Path, *overrides: str, summary: Path | None = N
     return command + (["--summary-out", str(summary)] if summary else [])
 
 
-def cli_environment(prefect_home: Path) -> dict[str, str]:
-    """The CLI's own temporary Prefect server and Prefect home (not the test session's server)."""
+def cli_environment(prefect_home: Path, session_server: bool = False) -> dict[str, str]:
+    """The CLI's own Prefect home and temporary Prefect server, or the test session's server (saves its ~10 s
+    start-up where the server is not what a test is about)."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    if session_server:
+        from prefect.settings import PREFECT_API_URL
+
+        environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
     return {**environment, "PREFECT_HOME": str(prefect_home), "HF_HUB_OFFLINE": "1"}
 
 
-def run_cli(flow: str, home: Path, prefect_home: Path, *overrides: str, timeout: int = 600) -> tuple[int, str, dict]:
+def run_cli(
+    flow: str, home: Path, prefect_home: Path, *overrides: str, timeout: int = 600, session_server: bool = False
+) -> tuple[int, str, dict]:
     """Run `python -m flows.<flow>` to the end; (exit code, stderr, summary)."""
     summary = home.parent / f"{home.name}-summary.json"
     finished = subprocess.run(
         cli_command(flow, home, *overrides, summary=summary),
         cwd=REPO,
-        env=cli_environment(prefect_home),
+        env=cli_environment(prefect_home, session_server),
         capture_output=True,
         text=True,
         timeout=timeout,

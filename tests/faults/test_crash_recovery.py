@@ -18,6 +18,7 @@ import torch
 from prefect.settings import PREFECT_API_URL
 from safetensors.torch import save_file
 
+from flows.prepare_data import prepare_data
 from tasks.register import registry_lock
 from tasks.sweep import (
     QUEUED_ATTR,
@@ -30,10 +31,10 @@ from tasks.sweep import (
 )
 from tasks.train import last_complete_checkpoint
 from tests.conftest import REPO
-from tests.faults.common import TINY, cli_command, cli_environment, run_cli
+from tests.faults.common import TINY, cli_command, cli_environment, demo_overrides, run_cli
 from tests.tasks.test_register import register, wait_for_version
 from tunegate.budget import fixed_plan
-from tunegate.config import SweepConfig
+from tunegate.config import SweepConfig, load_config
 from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
 
 SWEEP = SweepConfig(seed=0)
@@ -191,7 +192,7 @@ def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp
     run = subprocess.Popen(
         cli_command("finetune", home, *TINY),
         cwd=REPO,
-        env=cli_environment(prefect_home),
+        env=cli_environment(prefect_home, session_server=True),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -201,7 +202,7 @@ def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp
     assert run.poll() is None, "the run ended before its first checkpoint"
     run.send_signal(signal.SIGKILL)
     run.wait()
-    code, stderr, summary = run_cli("finetune", home, prefect_home, *TINY)
+    code, stderr, summary = run_cli("finetune", home, prefect_home, *TINY, session_server=True)
     assert code == 0, stderr
     client = mlflow_client(summary["mlflow"]["tracking_uri"])
     experiment = summary["mlflow"]["experiment_id"]
@@ -278,3 +279,30 @@ def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registrati
         "not promoted: the run that registered it ended KILLED before the decision",
     )
     assert len(client.search_model_versions("name = 'concurrent-model'")) == 2
+
+
+@pytest.mark.parametrize("killed_after", ["data/ingest-*/canonical.parquet", "data/validate-*/valid.parquet"])
+def test_a_data_run_killed_mid_stage_completes_on_rerun_with_the_same_outputs(tmp_path, killed_after):
+    """Killed once ingest (then validate) has written its table: the rerun reuses what finished and its outputs
+    match an uninterrupted run byte for byte."""
+    home, prefect_home = tmp_path / "home", tmp_path / "prefect"
+    run = subprocess.Popen(
+        cli_command("prepare_data", home),
+        cwd=REPO,
+        env=cli_environment(prefect_home, session_server=True),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None and not list(home.glob(killed_after)):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    code, stderr, resumed = run_cli("prepare_data", home, prefect_home, session_server=True)
+    assert code == 0, stderr
+    uninterrupted = prepare_data(load_config(REPO / "deployments" / "demo.yaml", demo_overrides(tmp_path / "clean")))
+    assert resumed["data"]["fingerprints"] == uninterrupted["data"]["fingerprints"]
+    assert [resumed["data"][key] for key in ("train", "val", "test", "quarantined")] == [
+        uninterrupted["data"][key] for key in ("train", "val", "test", "quarantined")
+    ]
+    assert list(home.rglob("*.partial")) == []
