@@ -89,10 +89,10 @@ def grid_search(config, home: Path) -> tuple[dict, list[dict]]:
     """Every rank x GRID_RATES rates on the final budget, each scored on the test split like the pipeline's model."""
     from flows.prepare_data import prepare_data
     from tasks.evaluate import evaluate_final_model
-    from tasks.train import run_training
     from tunegate.budget import trial_plan
     from tunegate.fingerprint import fingerprint_directory
     from tunegate.report import split_refs
+    from tunegate.training import run_training
 
     config = config.model_copy(update={"home": str(home)})
     splits = split_refs(prepare_data(config))

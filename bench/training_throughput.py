@@ -4,7 +4,7 @@ python -m bench.training_throughput [--steps 30] [--warmup 5]
 
 Three set-ups, each in a fresh process (so peak RSS is its own), same base model (demo/base_model), same LoRA
 (r=16, alpha=32, dropout 0.05, the same target modules), same optimizer steps, batch size and rows:
-- ours: `tasks.train.run_training` (dynamic padding, length-grouped batches, target-only loss);
+- ours: `tunegate.training.run_training` (dynamic padding, length-grouped batches, target-only loss);
 - tutorial: HF `Trainer` + PEFT with `tokenizer(..., padding="max_length", max_length=512)` and the causal-LM collator;
 - trl: `trl.SFTTrainer` with its defaults (prompt/completion columns, `SFTConfig` left at its defaults but for the
   step count, batch size and learning rate).
@@ -125,8 +125,8 @@ def formatted_pairs(rows: Any, tokenizer: Any) -> list[Any]:
 
 
 def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
-    from tasks.train import run_training
     from tunegate.config import ModelConfig, TrainConfig
+    from tunegate.training import run_training
 
     model = ModelConfig(base=str(BASE_MODEL), max_tokens=TUTORIAL_MAX_LENGTH)
     train = TrainConfig(

@@ -12,32 +12,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
-from pydantic import BaseModel
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import DedupConfig
 from tunegate.fingerprint import fingerprint_value
 from tunegate.near_duplicates import (
     cluster_first_members,
+    comparison_text,
     large_string_array,
     map_row_chunks,
     shingle_sets,
     similar_pairs,
 )
 from tunegate.refs import TableRef, write_table
+from tunegate.stage_results import DedupResult
 from tunegate.stages import stage_directory
 
 WHITESPACE_TO_COLLAPSE = r"[\s\x{1680}\x{2028}\x{2029}]{2,}|[\t\n\r\f\v\x{1680}\x{2028}\x{2029}]"
 DUPLICATE_COLUMNS = ["row_id", "source", "source_line", "kind", "duplicate_of", "matched_row_id", "similarity"]
-
-
-class DedupResult(BaseModel):
-    """What deduplication kept and dropped."""
-
-    kept: TableRef
-    duplicates: TableRef
-    exact_duplicates: int
-    near_duplicates: int
 
 
 @task(cache_policy=stage_cache_policy())
@@ -77,15 +69,6 @@ def deduplicate_rows(valid: TableRef, dedup: DedupConfig, home: str) -> DedupRes
         exact_duplicates=len(exact_dropped),
         near_duplicates=len(near_dropped),
     )
-
-
-def comparison_text(rows: pd.DataFrame, fields: list[str]) -> pd.Series:
-    """The text two rows are compared on: the configured canonical fields, newline-joined."""
-    parts = [rows[name].fillna("") for name in fields]
-    text = parts[0]
-    for part in parts[1:]:
-        text = text + "\n" + part
-    return text
 
 
 def normalized_text_keys(text: pd.Series) -> np.ndarray:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from prefect import task
-from pydantic import BaseModel, Field
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import EvalConfig, ModelConfig, TaskConfig
@@ -34,35 +33,13 @@ from tunegate.scoring import (
     task_metric_name,
 )
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.stage_results import EvalResult, EvaluationOutput, Predictions
 from tunegate.stages import stage_directory
 
 if TYPE_CHECKING:
     import torch
 
 SIDE_BY_SIDE_EXAMPLES = 5
-
-
-class Predictions(BaseModel):
-    """One model's outputs on the evaluation rows."""
-
-    loss: float
-    generations: list[str]
-
-
-class EvalResult(BaseModel):
-    """Base vs fine-tuned on the same rows; metrics are NaN when there were no rows (never promotable)."""
-
-    task_metric: str
-    rows: int
-    base: dict[str, float]
-    finetuned: dict[str, float]
-    delta: float
-    delta_ci95: tuple[float, float]
-    examples: list[dict[str, str]]
-    per_label_f1: dict[str, float] = {}
-    # Per-row task-metric scores (row order), for the gate's paired intervals; kept out of the summary JSON.
-    base_scores: list[float] = Field(default_factory=list, exclude=True)
-    finetuned_scores: list[float] = Field(default_factory=list, exclude=True)
 
 
 def per_row_scores(rows: pd.DataFrame, generations: list[str], labels: list[str] | None) -> tuple[str, np.ndarray]:
@@ -205,14 +182,6 @@ def evaluate_against_base(
             base = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     tuned = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     return compare_models(rows, base, tuned, labels, seed)
-
-
-class EvaluationOutput(BaseModel):
-    """The comparison, the exact rows it was measured on, and both models' per-row scores on them."""
-
-    result: EvalResult
-    rows: TableRef
-    scores: TableRef
 
 
 def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
@@ -29,14 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 from prefect import task
-from pydantic import BaseModel
 
 from tunegate.caching import stage_cache_policy
 from tunegate.config import SourceConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_value
-from tunegate.refs import TableRef, atomic_file, file_problems, write_table
+from tunegate.refs import write_jsonl, write_table
 from tunegate.retrying import RETRY_DELAYS_SECONDS, retry_unless_input_error
+from tunegate.stage_results import IngestResult, SourceFingerprint
 from tunegate.stages import stage_directory
 
 CANONICAL_COLUMNS = ["row_id", "source", "source_line", "shape", "labelled", "prompt", "completion", "messages", "raw"]
@@ -52,28 +52,6 @@ SHAPE_REQUIRED = {
 KNOWN_SHAPES_HINT = "messages | instruction+output | prompt+completion | text"
 # Fields that must be strings when present (canonical_fields checks them record by record).
 TEXT_FIELDS = ("instruction", "input", "output", "prompt", "completion", "text")
-
-
-class SourceFingerprint(BaseModel):
-    """A data source pinned to its content."""
-
-    path: str
-    fingerprint: str
-    bytes: int
-
-
-class IngestResult(BaseModel):
-    """What ingest wrote."""
-
-    canonical: TableRef
-    rejected_path: str
-    rejected_fingerprint: str
-    rows_read: int
-    rejected: int
-    per_source: dict[str, int]
-
-    def output_problems(self) -> list[str]:
-        return file_problems(self.rejected_path, self.rejected_fingerprint)
 
 
 @dataclass
@@ -503,11 +481,3 @@ def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:
     prompt = "\n".join(f"{m['role']}: {m['content']}" for m in turns[:-1])
     completion = turns[-1]["content"] if turns[-1]["role"] == "assistant" else None
     return None, [prompt, completion, turns]
-
-
-def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as partial, open(partial, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path

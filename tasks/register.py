@@ -26,13 +26,13 @@ import numpy as np
 from prefect import task
 from pydantic import BaseModel
 
-from tasks.evaluate import EvalResult
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, RegistryConfig
 from tunegate.health import HealthReport
 from tunegate.refs import TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
+from tunegate.stage_results import EvalResult
 from tunegate.tracking import fluent_tracking, mlflow_client
 
 CHAMPION, CHALLENGER = "champion", "challenger"

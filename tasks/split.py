@@ -14,29 +14,18 @@ import zlib
 import numpy as np
 import pandas as pd
 from prefect import task
-from pydantic import BaseModel
 
-from tasks.deduplicate import comparison_text
 from tunegate.caching import stage_cache_policy
 from tunegate.config import DedupConfig, SplitConfig
 from tunegate.fingerprint import fingerprint_value
-from tunegate.near_duplicates import ShingleSets, cluster_first_members, shingle_sets, similar_pairs
+from tunegate.near_duplicates import ShingleSets, cluster_first_members, comparison_text, shingle_sets, similar_pairs
 from tunegate.refs import TableRef, write_table
+from tunegate.stage_results import SplitResult
 from tunegate.stages import stage_directory
 
 SPLITS = ("train", "val", "test")
 # Independent MinHash draws for grouping and for the leakage check: offsets from the dedup seed.
 GROUPING_SEED_OFFSET, LEAKAGE_SEED_OFFSET = 1, 2
-
-
-class SplitResult(BaseModel):
-    """The three splits and the leakage check."""
-
-    train: TableRef
-    val: TableRef
-    test: TableRef
-    test_train_near_duplicates: int
-    groups_with_several_rows: int
 
 
 @task(cache_policy=stage_cache_policy())

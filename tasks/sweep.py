@@ -24,7 +24,6 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel
 
-from tasks.train import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
 from tunegate.budget import TrainingPlan
 from tunegate.caching import bound_to_home, stage_cache_policy
 from tunegate.config import ModelConfig, SweepConfig, TrainConfig
@@ -37,6 +36,7 @@ from tunegate.scoring import tie_broken
 from tunegate.secrets import redact
 from tunegate.stages import run_logger, stage_directory, submit_bound, verified
 from tunegate.tracking import mlflow_client, owner_is_dead, owner_tags, start_child_run
+from tunegate.training import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
 RESULT_ATTR = "result"  # the trial's TrialResult as JSON, on the Optuna trial

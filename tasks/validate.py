@@ -9,21 +9,19 @@ Table-level problems (too few valid rows, too large a quarantined fraction) come
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from prefect import task
-from pydantic import BaseModel
 
 from data_checks.contract import TABLE_SUITE, columns_checked, row_suite_names, run_suites, suite_path
-from tasks.ingest import IngestResult, write_jsonl
 from tunegate.caching import stage_cache_policy
 from tunegate.config import TaskConfig, ValidationConfig
 from tunegate.fingerprint import fingerprint_file, fingerprint_value
 from tunegate.model_loading import load_tokenizer
-from tunegate.refs import TableRef, file_problems, write_table
+from tunegate.refs import read_jsonl, write_jsonl, write_table
+from tunegate.stage_results import IngestResult, ValidationResult
 from tunegate.stages import stage_directory
 
 SUITE_FILES = [suite_path(name) for name in row_suite_names(True, True) + [TABLE_SUITE]]
@@ -31,24 +29,6 @@ SUITE_FILES = [suite_path(name) for name in row_suite_names(True, True) + [TABLE
 TOKENIZE_BATCH = 4096
 # How many offending rows a failure message names before pointing at the quarantine file.
 NAMED_OFFENDERS = 3
-
-
-class ValidationResult(BaseModel):
-    """What validation found and wrote."""
-
-    valid: TableRef
-    quarantine_path: str
-    quarantine_fingerprint: str
-    quarantined: int
-    rejected_at_ingest: int
-    failed_row_checks: int
-    failures_by_check: dict[str, int]
-    success: bool
-    failure_reason: str | None
-    data_docs: str | None
-
-    def output_problems(self) -> list[str]:
-        return file_problems(self.quarantine_path, self.quarantine_fingerprint)
 
 
 @task(cache_policy=stage_cache_policy(*SUITE_FILES))
@@ -174,8 +154,3 @@ def table_failure_reason(
 
 def ingest_failure_counts(ingested: IngestResult) -> dict[str, int]:
     return {"ingest_readable_record": ingested.rejected}
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks.deduplicate import DedupResult
-from tasks.ingest import IngestResult
-from tasks.split import SplitResult
-from tasks.validate import ValidationResult
 from tunegate.errors import AccountingError
+from tunegate.stage_results import DedupResult, IngestResult, SplitResult, ValidationResult
 
 
 class RowCounts(BaseModel):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.util import hash_array as pd_hash_array
@@ -329,3 +330,12 @@ def cluster_first_members(pairs: SimilarPairs, row_count: int) -> np.ndarray:
     first_of_label = np.full(labels.max() + 1 if row_count else 0, row_count, dtype=np.int64)
     np.minimum.at(first_of_label, labels, np.arange(row_count))
     return first_of_label[labels]
+
+
+def comparison_text(rows: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """The text two rows are compared on: the configured canonical fields, newline-joined."""
+    parts = [rows[name].fillna("") for name in fields]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "\n" + part
+    return text

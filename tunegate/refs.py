@@ -6,6 +6,7 @@ is only used when none of the outputs it references has a problem (`tunegate.sta
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -101,3 +102,18 @@ def write_table(frame: pd.DataFrame, path: Path) -> TableRef:
     with atomic_file(path) as partial:
         frame.to_parquet(partial, index=False)
     return TableRef(path=str(path), fingerprint=fingerprint_file(path), rows=len(frame))
+
+
+def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
+    """One JSON object per line, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as partial, open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file (blank lines skipped)."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -8,14 +8,11 @@ from typing import Any
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
-from tasks.deduplicate import DedupResult
-from tasks.ingest import IngestResult
-from tasks.split import SplitResult
-from tasks.validate import ValidationResult
 from tunegate.accounting import RowCounts
 from tunegate.fingerprint import combine
 from tunegate.refs import TableRef
 from tunegate.secrets import redact
+from tunegate.stage_results import DedupResult, IngestResult, SplitResult, ValidationResult
 from tunegate.stages import StageLog
 
 

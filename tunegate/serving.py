@@ -57,7 +57,7 @@ def answers(
     model: Any, tokenizer: Any, prompt_format: Any, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
 ) -> list[str]:
     """Greedy answers to canonical rows (or bare `prompt` rows) in the model's training prompt format."""
-    from tasks.evaluate import generate
+    from tunegate.scoring import generate
 
     records = rows.to_dict("records")
     if records and "shape" in records[0]:

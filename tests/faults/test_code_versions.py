@@ -46,7 +46,7 @@ def test_a_module_the_stage_does_not_import_leaves_its_key_alone(project_copy):
 def test_the_checkpoint_directory_moves_with_the_training_code(project_copy):
     sweep = str(project_copy / "tasks" / "sweep.py")
     before = stage_directory("/home", "trials/trial", sweep, "params", "data")
-    edit(project_copy / "tunegate" / "callbacks.py")  # imported inside a function of tasks/train.py
+    edit(project_copy / "tunegate" / "callbacks.py")  # imported inside a function of tunegate/training.py
     after = stage_directory("/home", "trials/trial", sweep, "params", "data")
     assert before.parent == after.parent == Path("/home/trials")
     assert before != after

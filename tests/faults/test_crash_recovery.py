@@ -29,13 +29,13 @@ from tasks.sweep import (
     requeue_orphaned_trials,
     search_space,
 )
-from tasks.train import last_complete_checkpoint
 from tests.conftest import REPO
 from tests.faults.common import TINY, cli_command, cli_environment, demo_overrides, run_cli
 from tests.tasks.test_register import register, wait_for_version
 from tunegate.budget import fixed_plan
 from tunegate.config import SweepConfig, load_config
 from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
+from tunegate.training import last_complete_checkpoint
 
 SWEEP = SweepConfig(seed=0)
 PLAN = fixed_plan(9, [3, 9])

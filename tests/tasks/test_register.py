@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluate import EvalResult
 from tasks.register import Champion, promotion_decision, register_model, registry_lock
 from tests.conftest import REPO
 from tunegate.config import RegistryConfig, load_config
@@ -16,6 +15,7 @@ from tunegate.health import HealthReport
 from tunegate.model_loading import load_causal_lm
 from tunegate.refs import write_table
 from tunegate.scoring import paired_bootstrap_ci
+from tunegate.stage_results import EvalResult
 from tunegate.tracking import mlflow_client, open_pipeline_run
 
 BASE_MODEL = REPO / "demo" / "base_model"

@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tasks.train import last_complete_checkpoint, run_training
 from tests.conftest import DEMO_DATA, REPO
 from tunegate.budget import fixed_plan
 from tunegate.config import ModelConfig, TrainConfig
 from tunegate.errors import InputError
+from tunegate.training import last_complete_checkpoint, run_training
 
 LABELS = {"billing", "shipping", "returns", "technical", "account", "product"}
 BASE_MODEL = str(REPO / "demo" / "base_model")
@@ -72,7 +72,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from tests.tasks.test_train import ticket_rows, BASE_MODEL
-from tasks.train import run_training
+from tunegate.training import run_training
 from tunegate.budget import fixed_plan
 from tunegate.config import ModelConfig, TrainConfig
 config = TrainConfig(save_steps=4, batch_size=8, learning_rate=5e-3, early_stopping_patience=100)

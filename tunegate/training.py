@@ -1,0 +1,365 @@
+"""The training engine: fine-tune the base model (LoRA, QLoRA or full) on train rows, keeping the best checkpoint by
+the sweep objective (the task metric of greedy generations, or val loss) measured at the plan's rung steps.
+
+Writes `<out_dir>/checkpoints/checkpoint-<step>/` every `save_steps` (a run killed mid-training and started again
+resumes from the last intact one) and `<out_dir>/adapter/` (the adapter or full weights, the tokenizer and
+`prompt_format.json`). Built on transformers' Trainer: dynamic padding to the longest sequence of a batch,
+length-grouped batches, loss on target tokens only, gradient accumulation, cosine schedule with warm-up, clipping,
+weight decay, bf16/fp16 where the hardware has it, and an optional gradient-checkpointing switch. The stages that
+train (`tasks/sweep.py`'s trials, `tasks/train.py`'s candidate) call `run_training`.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from tunegate.budget import TrainingPlan
+from tunegate.config import ModelConfig, TrainConfig
+from tunegate.errors import InputError
+from tunegate.health import HealthReport, HealthWatch
+from tunegate.model_loading import load_causal_lm, load_tokenizer
+from tunegate.prompting import PromptFormat
+from tunegate.refs import directory_problems
+from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.stages import run_logger
+
+if TYPE_CHECKING:
+    from tunegate.callbacks import EvaluationHook
+
+ADAPTER_DIR, CHECKPOINT_DIR = "adapter", "checkpoints"
+
+
+class TrainResult(BaseModel):
+    """What a training run produced and measured."""
+
+    adapter_dir: str
+    method: str
+    steps: int
+    objective: str = Field(description="The metric the best checkpoint was chosen on (accuracy, rouge_l, val_loss).")
+    best_objective: float = Field(description="That metric at the kept checkpoint (NaN if never measured).")
+    best_step: int = Field(description="Step of the kept checkpoint.")
+    best_val_loss: float
+    val_loss_history: list[tuple[int, float]]
+    objective_history: list[tuple[int, float]]
+    train_tokens_seen: int
+    tokens_per_second: float
+    peak_memory_mb: float
+    resumed_from_step: int
+    overlength_rows: int
+    stopped_early: bool
+    health: HealthReport
+
+
+def run_training(
+    train_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    plan: TrainingPlan,
+    out_dir: Path,
+    on_evaluate: EvaluationHook | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Train from the base model (or the last checkpoint in out_dir) on `plan`; keep the best checkpoint by the
+    plan's objective (or the last one) and save it."""
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
+
+    from tunegate.callbacks import (
+        EvaluateAt,
+        EvaluationHistory,
+        TaskMetricTrainer,
+        Throughput,
+        TrainingHealthCallback,
+    )
+
+    tokenizer = load_tokenizer_for_training(model_config)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    train_encoded = encode_rows(train_rows, tokenizer, prompt_format, model_config.max_tokens)
+    val_encoded = encode_rows(
+        val_rows.head(train_config.max_eval_rows), tokenizer, prompt_format, model_config.max_tokens
+    )
+    if not train_encoded.input_ids or not val_encoded.input_ids:
+        raise InputError(
+            f"no train or val rows fit model.max_tokens={model_config.max_tokens} "
+            f"({train_encoded.overlength_rows} train rows were longer, the longest {train_encoded.longest_left_out})"
+        )
+    model = trainable_model(model_config, train_config)
+    checkpoints = out_dir / CHECKPOINT_DIR
+    last_checkpoint = last_complete_checkpoint(checkpoints)
+    history = EvaluationHistory(on_evaluate, plan.metric)
+    throughput = Throughput()
+    health = HealthWatch(train_config.health, plan.first_rung)
+    trainer = TaskMetricTrainer(
+        model=model,
+        args=training_arguments(train_config, plan, checkpoints),
+        train_dataset=train_encoded.to_dataset(),
+        eval_dataset=val_encoded.to_dataset(),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        processing_class=tokenizer,
+        callbacks=[
+            EvaluateAt(plan.evaluation_steps, train_config.save_steps),
+            TrainingHealthCallback(health),
+            history,
+            throughput,
+            EarlyStoppingCallback(train_config.early_stopping_patience),
+            *(callbacks or []),
+        ],
+        objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
+        metric=plan.metric,
+        labels=plan.labels,
+    )
+    trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
+    if last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
+        health.initial_val_loss = trainer.initial_val_loss()
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    adapter_dir = save_trained(trainer, tokenizer, prompt_format, out_dir / ADAPTER_DIR)
+    best_step = kept_step(trainer, plan)
+    return TrainResult(
+        adapter_dir=str(adapter_dir),
+        method=train_config.method,
+        steps=trainer.state.global_step,
+        objective=plan.metric,
+        best_objective=value_at(history.objective, best_step),
+        best_step=best_step,
+        best_val_loss=value_at(history.losses, best_step),
+        val_loss_history=history.losses,
+        objective_history=history.objective,
+        train_tokens_seen=throughput.tokens,
+        tokens_per_second=throughput.tokens_per_second(),
+        peak_memory_mb=peak_memory_mb(),
+        resumed_from_step=checkpoint_step(last_checkpoint),
+        overlength_rows=train_encoded.overlength_rows + val_encoded.overlength_rows,
+        stopped_early=trainer.state.global_step < plan.max_steps,
+        health=health.report(),
+    )
+
+
+def objective_rows(val_rows: pd.DataFrame, plan: TrainingPlan) -> pd.DataFrame:
+    """The validation rows the task metric is measured on: labelled rows for a label task, the first N."""
+    chosen = val_rows[val_rows["labelled"].astype(bool)] if plan.labels and "labelled" in val_rows else val_rows
+    return chosen.head(plan.objective_rows).reset_index(drop=True)
+
+
+def kept_step(trainer: Any, plan: TrainingPlan) -> int:
+    """The step whose weights were saved: the best checkpoint's, or the last step's."""
+    best = trainer.state.best_global_step if plan.keep_best_checkpoint else None
+    return int(best) if best else trainer.state.global_step
+
+
+def value_at(history: list[tuple[int, float]], step: int) -> float:
+    """The value measured at `step`, else the last one measured, else NaN (a run stopped before any evaluation)."""
+    at_step = [value for s, value in history if s == step]
+    return at_step[-1] if at_step else (history[-1][1] if history else math.nan)
+
+
+def load_tokenizer_for_training(model_config: ModelConfig) -> Any:
+    tokenizer = load_tokenizer(model_config.base, model_config.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # Llama/Mistral ship no pad token; pad positions are masked
+    return tokenizer
+
+
+def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
+    """The base model, wrapped with LoRA adapters unless the method is full fine-tuning."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    torch.manual_seed(train_config.seed)  # adapter initialisation is part of the run's recipe
+    model = load_base_model(model_config, train_config)
+    if train_config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if train_config.method == "full":
+        return model
+    if train_config.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_config.gradient_checkpointing)
+    lora = LoraConfig(
+        r=train_config.lora_r,
+        lora_alpha=train_config.lora_alpha or 2 * train_config.lora_r,
+        lora_dropout=train_config.lora_dropout,
+        target_modules=train_config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
+    """Weights from safetensors only; 4-bit (bitsandbytes) for qlora, which needs CUDA."""
+    import torch
+
+    options: dict[str, Any] = {}
+    if train_config.method == "qlora":
+        if not torch.cuda.is_available():
+            raise InputError("train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here (use lora)")
+        from transformers import BitsAndBytesConfig
+
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    return load_causal_lm(model_config.base, model_config.trust_remote_code, **options)
+
+
+def mixed_precision(precision: str) -> dict[str, bool]:
+    """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU (CPU autocast gains little here)."""
+    import torch
+
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            precision = "fp32"
+        else:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoints: Path) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    from tunegate.callbacks import SELECTION
+
+    # Evaluations and checkpoints are driven by EvaluateAt (the rung steps), so the interval-based ones are set
+    # past the end of the run: the two strategies must match for load_best_model_at_end.
+    never = plan.max_steps + 1
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        max_steps=plan.max_steps,
+        per_device_train_batch_size=train_config.batch_size,
+        per_device_eval_batch_size=train_config.batch_size,
+        gradient_accumulation_steps=train_config.gradient_accumulation_steps,
+        learning_rate=train_config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=train_config.warmup_ratio,  # a float below 1 is a ratio of max_steps in transformers 5
+        weight_decay=train_config.weight_decay,
+        max_grad_norm=train_config.max_grad_norm,
+        eval_strategy="steps",
+        eval_steps=never,
+        save_strategy="steps",
+        save_steps=never,
+        save_total_limit=2,
+        load_best_model_at_end=plan.keep_best_checkpoint,
+        metric_for_best_model=SELECTION,  # the objective, ties broken by val loss (TaskMetricTrainer)
+        greater_is_better=True,
+        train_sampling_strategy="group_by_length",
+        include_num_input_tokens_seen="non_padding",
+        logging_steps=max(1, min(10, plan.first_rung // 2)),
+        report_to="none",
+        seed=train_config.seed,
+        data_seed=train_config.seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not sys.stderr.isatty(),
+        **mixed_precision(train_config.precision),
+    )
+
+
+def save_trained(trainer: Any, tokenizer: Any, prompt_format: PromptFormat, adapter_dir: Path) -> Path:
+    """The best weights (adapter only for LoRA), the tokenizer and the prompt format, in one directory."""
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+    tokenizer.save_pretrained(adapter_dir)
+    prompt_format.save(adapter_dir)
+    return adapter_dir
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest intact checkpoint: a run killed while saving (or a torn disk write) leaves a directory that
+    must not be resumed from; it is skipped with a warning and the one before it is used."""
+    newest_first = sorted(checkpoints.glob("checkpoint-*"), key=lambda path: -int(path.name.rsplit("-", 1)[1]))
+    for path in newest_first:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        run_logger().warning("checkpoint %s is not resumable (%s): skipped", path, problem)
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """None if the checkpoint is whole: trainer_state.json (written last) parses and every safetensors file's
+    header and data length are intact; else what is wrong."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json unreadable: {exc}"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        return "no weights"
+    for weight_file in weights:
+        try:
+            with safe_open(str(weight_file), framework="pt") as tensors:
+                for name in tensors.keys():
+                    tensors.get_slice(name)
+        except Exception as exc:  # safetensors raises its own error types for torn headers and short files
+            return f"{weight_file.name} unreadable: {exc}"
+    for state_file in sorted(path.glob("*.pt")) + sorted(path.glob("*.pth")):
+        try:  # torch.save writes a zip archive: a cut file loses its central directory at the end
+            with zipfile.ZipFile(state_file) as archive:
+                archive.namelist()
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{state_file.name} unreadable: {exc}"
+    return None
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident set size."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class ChosenTrial(BaseModel):
+    """The sweep's best complete, healthy trial: its params, its training result and its saved weights."""
+
+    number: int
+    params: dict[str, float | int]
+    result: TrainResult
+    adapter_fingerprint: str
+    mlflow_run_id: str | None
+
+
+class TrainedModel(BaseModel):
+    """The candidate: a training result, the content fingerprint of its saved weights, and where it came from."""
+
+    result: TrainResult
+    adapter_fingerprint: str
+    source: str = Field(description="`trial <n>` (the sweep's best trial, no second training) or `refit`.")
+    mlflow_run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
+
+    def output_problems(self) -> list[str]:
+        return directory_problems(self.result.adapter_dir, self.adapter_fingerprint)
+
+
+def log_metrics(client: Any, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log finite metrics (MLflow stores NaN, but the compare view cannot plot it)."""
+    for name, value in metrics.items():
+        if math.isfinite(value):
+            client.log_metric(run_id, name, float(value), step=step)
+
+
+def run_summary_metrics(result: TrainResult) -> dict[str, float]:
+    """The end-of-run numbers every training run logs, with the same names in trials and refits."""
+    return {
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_mb": result.peak_memory_mb,
+        "best_val_loss": result.best_val_loss,
+        f"best_{result.objective}": result.best_objective,
+        "overlength_rows": float(result.overlength_rows),
+        "healthy": float(result.health.healthy),
+        "grad_spikes": float(result.health.grad_spikes),
+    }
