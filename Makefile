@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= deployments/demo.yaml
 
-.PHONY: install demo test lint data base-model serve stop bench clean
+.PHONY: install demo test test-fast lint data base-model serve stop bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The fast loop (~1 minute on 2 cores): everything but whole-DAG runs, real-process faults and services.
+test-fast: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -101,6 +101,7 @@ def test_a_config_file_that_is_not_utf8_names_its_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [f"error: {config} line 2: not UTF-8 (byte 0xe9)"]
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_one_line_naming_the_file_and_leaves_no_torn_file(tmp_path):
     """`ulimit -f 600` (KiB): the canonical table (~770 KB) cannot be written; the run says where, once."""
     home = tmp_path / "home"

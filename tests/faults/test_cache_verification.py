@@ -17,6 +17,9 @@ from tests.faults.common import cli_command, cli_environment, demo_overrides
 from tunegate.config import load_config
 from tunegate.fingerprint import fingerprint_file
 
+# Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 STAGES = ["ingest", "validate", "dedup", "split"]
 
 

@@ -58,6 +58,7 @@ def run_and_die(script: str, *args: str) -> str:
     return finished.stdout
 
 
+@pytest.mark.slow
 def test_a_trial_whose_process_was_killed_is_failed_and_its_point_queued_again(tmp_path):
     storage = f"journal:{tmp_path / 'journal.log'}"
     rank, rate = run_and_die(ASK_AND_DIE, storage).split()
@@ -106,6 +107,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+@pytest.mark.slow
 def test_an_mlflow_run_whose_process_was_killed_is_ended_by_the_next_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_and_die(CREATE_RUN_AND_DIE, uri, str(tmp_path))
@@ -163,6 +165,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_cli_run_killed_with_sigkill_leaves_no_server_behind(tmp_path):
     run = subprocess.Popen(
         cli_command("prepare_data", tmp_path / "home"),
@@ -256,6 +259,7 @@ def strand_a_version(config, tracking, rows, adapter: str) -> str:
     return version
 
 
+@pytest.mark.slow
 def test_a_registration_killed_before_its_decision_is_finished_by_the_rerun(registry_setup):
     config, tracking, rows, (adapter, _) = registry_setup
     version = strand_a_version(config, tracking, rows, adapter)
@@ -268,6 +272,7 @@ def test_a_registration_killed_before_its_decision_is_finished_by_the_rerun(regi
     assert finished.version == version
 
 
+@pytest.mark.slow
 def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registration(registry_setup):
     config, tracking, rows, (adapter, other_adapter) = registry_setup
     version = strand_a_version(config, tracking, rows, adapter)
@@ -281,6 +286,7 @@ def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registrati
     assert len(client.search_model_versions("name = 'concurrent-model'")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_after", ["data/ingest-*/canonical.parquet", "data/validate-*/valid.parquet"])
 def test_a_data_run_killed_mid_stage_completes_on_rerun_with_the_same_outputs(tmp_path, killed_after):
     """Killed once ingest (then validate) has written its table: the rerun reuses what finished and its outputs

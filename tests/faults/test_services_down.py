@@ -28,6 +28,7 @@ from tunegate.tracking import mlflow_client
 SECRET = "s3cret-pw"
 
 
+@pytest.mark.slow
 def test_an_optuna_storage_that_cannot_be_opened_is_retried_then_named(tmp_path):
     storage = f"sqlite:///{tmp_path}/no-such-dir/optuna.db"
     with pytest.raises(ServiceUnavailable) as failed:

@@ -14,6 +14,9 @@ from tests.conftest import DEMO_DATA, REPO
 from tunegate.config import load_config
 from tunegate.tracking import mlflow_client
 
+# Whole-DAG runs (training, MLflow, registry): `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 TINY = [
     "sweep.n_trials=3",
     "sweep.rungs=1",  # accuracy and val loss at steps 2 and 6

@@ -19,6 +19,9 @@ from flows.prepare_data import prepare_data
 from tests.conftest import DEMO_DATA, REPO
 from tunegate.config import load_config
 
+# Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 STAGE_TASKS = {
     "ingest_sources": "ingest",
     "validate_rows": "validate",

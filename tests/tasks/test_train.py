@@ -83,6 +83,7 @@ print("RESUMED", result.resumed_from_step, "STEPS", result.steps)
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT.format(repo=str(REPO)))
