@@ -33,7 +33,7 @@ from tunegate.refs import TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
 from tunegate.stage_results import EvalResult
-from tunegate.tracking import fluent_tracking, mlflow_client
+from tunegate.tracking import TrackingRef, fluent_tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REASON_TAG = "promotion_reason"
@@ -68,14 +68,14 @@ def register_model(
     registry: RegistryConfig,
     model_name: str,
     lineage: dict[str, str],
-    tracking: dict[str, str],
+    tracking: TrackingRef,
 ) -> RegistryResult:
     """Log and register a version, then set `champion` or `challenger` with the reason.
 
     Reading the champion, deciding and moving the alias happen under one registry-wide lock (a Prefect
     global concurrency limit of 1 per model), so two runs finishing at once cannot both read "no
     champion" and leave the alias on whichever wrote last."""
-    client = mlflow_client(tracking["uri"])
+    client = tracking.client()
     identity = {"adapter_fingerprint": adapter_fingerprint, "test_fingerprint": eval_rows.fingerprint}
     # A run killed between registering and deciding left this model's version without an alias or a reason:
     # the rerun finishes that version instead of adding a second one.
@@ -90,7 +90,7 @@ def register_model(
         "task_metric": evaluation.task_metric,
         f"eval.{evaluation.task_metric}": f"{evaluation.finetuned[evaluation.task_metric]:.6f}",
         f"eval.base.{evaluation.task_metric}": f"{evaluation.base[evaluation.task_metric]:.6f}",
-        "eval.row_scores": log_row_scores(client, tracking["parent_run_id"], version, eval_rows, scores["finetuned"]),
+        "eval.row_scores": log_row_scores(client, tracking.parent_run_id, version, eval_rows, scores["finetuned"]),
         "healthy": str(health.healthy).lower(),
     }
     for key, value in version_tags.items():
@@ -105,7 +105,7 @@ def register_model(
                 evaluation.task_metric,
                 eval_rows,
                 model_name,
-                tracking["uri"],
+                tracking.uri,
                 model.trust_remote_code,
             )
             if champion
@@ -144,14 +144,14 @@ def log_row_scores(client: Any, run_id: str, version: str, rows: TableRef, score
 
 
 def log_model_version(
-    adapter_dir: str, model: ModelConfig, model_name: str, tracking: dict[str, str], identity: dict[str, str]
+    adapter_dir: str, model: ModelConfig, model_name: str, tracking: TrackingRef, identity: dict[str, str]
 ) -> str:
     """Log the pyfunc (adapter + tokenizer + prompt format, base by reference) into the pipeline's run
     and register it, tagged with what it is from the start; returns the new version number."""
     import mlflow
 
-    with fluent_tracking(tracking["uri"]):
-        with mlflow.start_run(run_id=tracking["parent_run_id"]):
+    with fluent_tracking(tracking.uri):
+        with mlflow.start_run(run_id=tracking.parent_run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=AdapterGenerator(),
@@ -165,7 +165,7 @@ def log_model_version(
         registered = mlflow.register_model(info.model_uri, model_name, tags=identity)
     # Leaving `start_run` ended the pipeline's run as FINISHED; it is still going (the flow closes it), and a
     # run killed from here on must read as RUNNING so that the next run can tell it died.
-    mlflow_client(tracking["uri"]).update_run(tracking["parent_run_id"], status="RUNNING")
+    tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
     return str(registered.version)
 
 

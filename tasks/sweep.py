@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tunegate.budget import TrainingPlan
 from tunegate.caching import bound_to_home, stage_cache_policy
@@ -35,7 +35,7 @@ from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
 from tunegate.secrets import redact
 from tunegate.stages import run_logger, stage_directory, submit_bound, verified
-from tunegate.tracking import mlflow_client, owner_is_dead, owner_tags, start_child_run
+from tunegate.tracking import ChildRun, TrackingRef, owner_is_dead, owner_tags
 from tunegate.training import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
@@ -62,6 +62,14 @@ class TrialResult(BaseModel):
 
     def output_problems(self) -> list[str]:
         return directory_problems(self.train.adapter_dir, self.adapter_fingerprint or "") if self.train else []
+
+
+class StudyRef(BaseModel):
+    """An Optuna study a trial task reattaches to: its name, its storage URL and the search it was opened with."""
+
+    name: str
+    storage: str = Field(description="`journal:<path>` or a database URL (may hold a password: shown redacted).")
+    sweep: SweepConfig
 
 
 class SweepResult(BaseModel):
@@ -247,32 +255,42 @@ def run_trial(
     plan: TrainingPlan,
     home: str,
     trial_number: int,
-    study: dict[str, str],
-    tracking: dict[str, str],
+    study: StudyRef,
+    tracking: TrackingRef,
     study_key: str,
 ) -> TrialResult:
     """Train with `params` on the plan's budget, reporting val loss and the objective at every rung to the pruner
     and to a nested MLflow run; an unhealthy run (non-finite or flat loss, spiking gradients) is pruned."""
+    trial = reporting_trial(study, trial_number, plan)
+    name = f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}"
+    with tracking.child_run(name, tags={"optuna.study": study.name, "optuna.trial": str(trial_number)}) as run:
+        run.client.log_param(run.run_id, "lora_r", params["lora_r"])
+        run.client.log_param(run.run_id, "learning_rate", params["learning_rate"])
+        return train_trial(params, train, val, model, recipe, plan, home, trial, run)
+
+
+def train_trial(
+    params: dict[str, float | int],
+    train: TableRef,
+    val: TableRef,
+    model: ModelConfig,
+    recipe: TrainConfig,
+    plan: TrainingPlan,
+    home: str,
+    trial: Any,
+    run: ChildRun,
+) -> TrialResult:
+    """The trial's training, reporting to the pruner and to its MLflow run; a pruned or unhealthy trial's run
+    ends KILLED."""
     import optuna
 
     from tunegate.callbacks import MlflowMetrics
 
-    trial = reporting_trial(study, trial_number, plan)
-    client = mlflow_client(tracking["uri"])
-    run_id = start_child_run(
-        client,
-        tracking["experiment_id"],
-        tracking.get("parent_run_id"),
-        f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}",
-        tags={"optuna.study": study["name"], "optuna.trial": str(trial_number)},
-    )
-    client.log_param(run_id, "lora_r", params["lora_r"])
-    client.log_param(run_id, "learning_rate", params["learning_rate"])
     reported: list[tuple[int, float]] = []
 
     def report(step: int, metrics: dict[str, float]) -> None:
         reported.append((step, metrics[plan.metric]))
-        log_metrics(client, run_id, metrics, step)
+        log_metrics(run.client, run.run_id, metrics, step)
         # The pruner sees the objective with ties broken by val loss (as the checkpoint choice does): when every
         # trial still scores 0 at a rung, successive halving would otherwise promote them all.
         value = tie_broken(metrics[plan.metric], metrics["val_loss"]) if plan.greater_is_better else metrics["val_loss"]
@@ -304,44 +322,38 @@ def run_trial(
                 fingerprint_value([model, recipe, plan]),
             ),
             on_evaluate=report,
-            callbacks=[MlflowMetrics(client, run_id)],
+            callbacks=[MlflowMetrics(run.client, run.run_id)],
         )
     except optuna.TrialPruned as pruned:
         step, value = reported[-1]
-        return pruned_trial(client, run_id, params, value, step, str(pruned))
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")  # the retry (or the next run) starts its own MLflow run
-        raise
-    log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
+        return pruned_trial(run, params, value, step, str(pruned))
+    log_metrics(run.client, run.run_id, run_summary_metrics(result), step=result.steps)
     if not result.health.healthy:
         issues = "; ".join(result.health.issues)
-        client.set_tag(run_id, "health", issues)
-        return pruned_trial(client, run_id, params, result.best_objective, result.steps, f"unhealthy: {issues}")
-    client.set_terminated(run_id)
+        run.client.set_tag(run.run_id, "health", issues)
+        return pruned_trial(run, params, result.best_objective, result.steps, f"unhealthy: {issues}")
     return TrialResult(
         params=params,
         state="complete",
         value=result.best_objective,
         steps=result.steps,
-        mlflow_run_id=run_id,
+        mlflow_run_id=run.run_id,
         train=result,
         adapter_fingerprint=fingerprint_directory(result.adapter_dir),
     )
 
 
-def pruned_trial(
-    client: Any, run_id: str, params: dict[str, float | int], value: float, steps: int, reason: str
-) -> TrialResult:
-    """End the trial's MLflow run as KILLED and describe it as pruned (by the pruner or for its health)."""
-    client.set_terminated(run_id, status="KILLED")
-    return TrialResult(params=params, state="pruned", value=value, steps=steps, mlflow_run_id=run_id, reason=reason)
+def pruned_trial(run: ChildRun, params: dict[str, float | int], value: float, steps: int, reason: str) -> TrialResult:
+    """Have the trial's MLflow run end KILLED and describe it as pruned (by the pruner or for its health)."""
+    run.end_status = "KILLED"
+    return TrialResult(params=params, state="pruned", value=value, steps=steps, mlflow_run_id=run.run_id, reason=reason)
 
 
-def reporting_trial(study: dict[str, str], trial_number: int, plan: TrainingPlan) -> Any:
+def reporting_trial(study: StudyRef, trial_number: int, plan: TrainingPlan) -> Any:
     """The running trial, reattached from storage, so this task can report to the pruner wherever it runs."""
     import optuna
 
-    loaded = open_study(study["name"], study["storage"], SweepConfig.model_validate_json(study["sweep"]), plan)
+    loaded = open_study(study.name, study.storage, study.sweep, plan)
     # Optuna has no public lookup from a trial number to the storage's trial id; this one has been stable since 2.x.
     trial_id = loaded._storage.get_trial_id_from_study_id_trial_number(loaded._study_id, trial_number)
     return optuna.trial.Trial(loaded, trial_id)
@@ -357,7 +369,7 @@ def run_sweep(
     recipe: TrainConfig,
     plan: TrainingPlan,
     home: str,
-    tracking: dict[str, str],
+    tracking: TrackingRef,
     warm_start: list[dict[str, float | int]] | None = None,
 ) -> SweepResult:
     """Top the study up to n_trials (or until `timeout_minutes`), `parallel_trials` at a time through the flow's
@@ -367,7 +379,7 @@ def run_sweep(
     requeue_orphaned_trials(study)
     for params in warm_start or []:
         study.enqueue_trial(params, user_attrs={QUEUED_ATTR: "warm start"}, skip_if_exists=True)
-    study_ref = {"name": name, "storage": storage, "sweep": sweep.model_dump_json()}
+    study_ref = StudyRef(name=name, storage=storage, sweep=sweep)
     deadline = time.monotonic() + sweep.timeout_minutes * 60 if sweep.timeout_minutes else math.inf
     trials_run, timed_out = 0, False
     finished, description = sweep_progress(study, sweep.n_trials, plan)
@@ -544,7 +556,7 @@ def summarize_study(study: Any, name: str, storage: str, plan: TrainingPlan) -> 
 
 
 def log_study_plots(
-    name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan, tracking: dict[str, str], out_dir: Path
+    name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan, tracking: TrackingRef, out_dir: Path
 ) -> list[str]:
     """Optimization history, parameter importances and the rank × learning-rate contour, as one HTML artifact
     (`sweep/sweep_report.html`) that embeds plotly.js once, so it opens offline. Drawing takes ~2 s (the
@@ -562,7 +574,7 @@ def log_study_plots(
     else:
         drawn = draw_study_report(study, name, report)
         write_text_atomic(stamp, json.dumps({"key": key, "drawn": drawn}))
-    mlflow_client(tracking["uri"]).log_artifact(tracking["parent_run_id"], str(report), artifact_path="sweep")
+    tracking.client().log_artifact(tracking.parent_run_id, str(report), artifact_path="sweep")
     return drawn
 
 

@@ -16,8 +16,8 @@ from tunegate.config import ModelConfig, SweepConfig, TrainConfig
 from tunegate.fingerprint import fingerprint_directory, fingerprint_value
 from tunegate.refs import TableRef
 from tunegate.stages import stage_directory
-from tunegate.tracking import mlflow_client, start_child_run
-from tunegate.training import ChosenTrial, TrainedModel, log_metrics, run_summary_metrics, run_training
+from tunegate.tracking import ChildRun, TrackingRef
+from tunegate.training import ChosenTrial, TrainedModel, TrainResult, log_metrics, run_summary_metrics, run_training
 
 
 @task(cache_policy=stage_cache_policy(excluded=("tracking",)))
@@ -30,7 +30,7 @@ def train_candidate(
     sweep: SweepConfig,
     plan: TrainingPlan,
     home: str,
-    tracking: dict[str, str],
+    tracking: TrackingRef,
 ) -> TrainedModel:
     """The model that is evaluated and registered: with `sweep.final: best_trial`, the chosen trial's best
     checkpoint as it is (retrained into its own directory only if its files are gone or changed); with
@@ -65,19 +65,39 @@ def refit(
     sweep: SweepConfig,
     plan: TrainingPlan,
     home: str,
-    tracking: dict[str, str],
+    tracking: TrackingRef,
 ) -> TrainedModel:
     """Retrain the chosen params from scratch on the final budget, as the nested MLflow run `final-training`."""
-    from tunegate.callbacks import MlflowMetrics, TrainingProgress
-
     val_rows = val.read()
     train_rows = pd.concat([train.read(), val_rows], ignore_index=True) if sweep.refit_with_val else train.read()
-    client = mlflow_client(tracking["uri"])
-    run_name = f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}"
-    run_id = start_child_run(client, tracking["experiment_id"], tracking.get("parent_run_id"), run_name)
-    for name in ("lora_r", "learning_rate", "method", "epochs", "batch_size", "gradient_accumulation_steps"):
-        client.log_param(run_id, name, getattr(recipe, name))
-    client.log_param(run_id, "max_steps", plan.max_steps)
+    with tracking.child_run(f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}") as run:
+        for name in ("lora_r", "learning_rate", "method", "epochs", "batch_size", "gradient_accumulation_steps"):
+            run.client.log_param(run.run_id, name, getattr(recipe, name))
+        run.client.log_param(run.run_id, "max_steps", plan.max_steps)
+        result = train_refit(train_rows, val_rows, model, recipe, sweep, plan, home, train, val, run)
+    return TrainedModel(
+        result=result,
+        adapter_fingerprint=fingerprint_directory(result.adapter_dir),
+        source="refit",
+        mlflow_run_id=run.run_id,
+    )
+
+
+def train_refit(
+    train_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
+    model: ModelConfig,
+    recipe: TrainConfig,
+    sweep: SweepConfig,
+    plan: TrainingPlan,
+    home: str,
+    train: TableRef,
+    val: TableRef,
+    run: ChildRun,
+) -> TrainResult:
+    """The refit's training into its own directory, logging to its MLflow run."""
+    from tunegate.callbacks import MlflowMetrics, TrainingProgress
+
     result = run_training(
         train_rows,
         val_rows,
@@ -92,14 +112,8 @@ def refit(
             val.fingerprint,
             fingerprint_value([model, recipe, plan, sweep.refit_with_val]),
         ),
-        on_evaluate=lambda step, metrics: log_metrics(client, run_id, metrics, step),
-        callbacks=[MlflowMetrics(client, run_id), TrainingProgress(plan.max_steps)],
+        on_evaluate=lambda step, metrics: log_metrics(run.client, run.run_id, metrics, step),
+        callbacks=[MlflowMetrics(run.client, run.run_id), TrainingProgress(plan.max_steps)],
     )
-    log_metrics(client, run_id, run_summary_metrics(result), step=result.steps)
-    client.set_terminated(run_id)
-    return TrainedModel(
-        result=result,
-        adapter_fingerprint=fingerprint_directory(result.adapter_dir),
-        source="refit",
-        mlflow_run_id=run_id,
-    )
+    log_metrics(run.client, run.run_id, run_summary_metrics(result), step=result.steps)
+    return result

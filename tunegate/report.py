@@ -14,6 +14,7 @@ from tunegate.refs import TableRef
 from tunegate.secrets import redact
 from tunegate.stage_results import DedupResult, IngestResult, SplitResult, ValidationResult
 from tunegate.stages import StageLog
+from tunegate.tracking import TrackingRef
 
 
 def data_summary(
@@ -130,7 +131,7 @@ def finetune_summary(
     trained: Any,
     evaluation: Any,
     registered: Any,
-    tracking: dict[str, str],
+    tracking: TrackingRef,
     stages: StageLog,
 ) -> dict[str, Any]:
     """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract;
@@ -171,9 +172,9 @@ def finetune_summary(
         },
         "registry": registered.model_dump(),
         "mlflow": {
-            "tracking_uri": redact(tracking["uri"]),
-            "run_id": tracking["parent_run_id"],
-            "experiment_id": tracking["experiment_id"],
+            "tracking_uri": redact(tracking.uri),
+            "run_id": tracking.parent_run_id,
+            "experiment_id": tracking.experiment_id,
             "candidate_run_id": trained.mlflow_run_id,
             # (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)
             # The same names in every pipeline run (and in the trial runs), so MLflow's compare view and

@@ -14,9 +14,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from tunegate.config import PipelineConfig
 from tunegate.secrets import redact
@@ -75,6 +78,39 @@ def experiment_id(client: Any, name: str, home: Path) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+class TrackingRef(BaseModel):
+    """Where one pipeline run logs: the MLflow store, its experiment, and the parent run its children nest under."""
+
+    uri: str = Field(description="MLflow tracking URI (may hold a password: shown only through `redact`).")
+    experiment_id: str
+    parent_run_id: str
+
+    def client(self) -> Any:
+        return mlflow_client(self.uri)
+
+    @contextmanager
+    def child_run(self, name: str, tags: dict[str, str] | None = None) -> Iterator[ChildRun]:
+        """A nested run that always ends: FINISHED, or the `end_status` the body set (KILLED for a pruned or
+        unhealthy trial), or FAILED when the body raises (a retry or the next run starts its own run)."""
+        client = self.client()
+        run = ChildRun(client, start_child_run(client, self.experiment_id, self.parent_run_id, name, tags))
+        try:
+            yield run
+        except BaseException:
+            client.set_terminated(run.run_id, status="FAILED")
+            raise
+        client.set_terminated(run.run_id, status=run.end_status)
+
+
+@dataclass
+class ChildRun:
+    """An open nested MLflow run; set `end_status` to end it otherwise than FINISHED."""
+
+    client: Any
+    run_id: str
+    end_status: str = "FINISHED"
+
+
 def start_child_run(
     client: Any, experiment: str, parent_run_id: str | None, run_name: str, tags: dict[str, str] | None = None
 ) -> str:
@@ -125,7 +161,7 @@ def end_orphaned_runs(client: Any, experiment: str) -> list[str]:
 
 def open_pipeline_run(
     config: PipelineConfig, flow_run_id: str, flow_run_name: str, data_fingerprint: str
-) -> dict[str, str]:
+) -> TrackingRef:
     """The parent MLflow run of one pipeline run; trials and the final training nest under it.
 
     Its name reads `<pipeline> <date time> <flow run name>`; its tags link it to the Prefect flow run
@@ -149,7 +185,7 @@ def open_pipeline_run(
             "data_fingerprint": data_fingerprint,
         },
     )
-    return {"uri": uri, "experiment_id": experiment, "parent_run_id": run_id}
+    return TrackingRef(uri=uri, experiment_id=experiment, parent_run_id=run_id)
 
 
 def prefect_links() -> dict[str, str]:
@@ -163,29 +199,29 @@ def prefect_links() -> dict[str, str]:
     return {key: str(value) for key, value in links.items() if value}
 
 
-def link_chosen_trial(tracking: dict[str, str], trial_number: int, trial_run_id: str | None, source: str) -> None:
+def link_chosen_trial(tracking: TrackingRef, trial_number: int, trial_run_id: str | None, source: str) -> None:
     """Tag the parent run with the trial whose checkpoint became the candidate (and its MLflow run)."""
-    client = mlflow_client(tracking["uri"])
-    client.set_tag(tracking["parent_run_id"], "chosen_trial", str(trial_number))
-    client.set_tag(tracking["parent_run_id"], "candidate_source", source)
+    client = tracking.client()
+    client.set_tag(tracking.parent_run_id, "chosen_trial", str(trial_number))
+    client.set_tag(tracking.parent_run_id, "candidate_source", source)
     if trial_run_id:
-        client.set_tag(tracking["parent_run_id"], "chosen_trial_run_id", trial_run_id)
+        client.set_tag(tracking.parent_run_id, "chosen_trial_run_id", trial_run_id)
 
 
 def close_pipeline_run(
-    tracking: dict[str, str], params: dict[str, Any], metrics: dict[str, float], status: str = "FINISHED"
+    tracking: TrackingRef, params: dict[str, Any], metrics: dict[str, float], status: str = "FINISHED"
 ) -> None:
     """Log the run's chosen params and headline metrics (the names every run uses) and end it."""
     from mlflow.entities import Metric, Param
 
-    client = mlflow_client(tracking["uri"])
+    client = tracking.client()
     now = int(time.time() * 1000)
     client.log_batch(
-        tracking["parent_run_id"],
+        tracking.parent_run_id,
         metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
         params=[Param(name, redact(str(value))) for name, value in params.items()],
     )
-    client.set_terminated(tracking["parent_run_id"], status=status)
+    client.set_terminated(tracking.parent_run_id, status=status)
 
 
 def fail_pipeline_run(config: PipelineConfig, flow_run_id: str) -> None:

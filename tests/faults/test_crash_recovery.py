@@ -238,7 +238,7 @@ register(config, tracking, TableRef.model_validate(setup["rows"]), setup["adapte
 def strand_a_version(config, tracking, rows, adapter: str) -> str:
     """A run (its own process and MLflow run) registers `adapter` and is killed with SIGKILL before deciding: the
     version exists without an alias or a reason. Then, as the next pipeline run does, its dead MLflow run is ended."""
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     setup = {
         "config": str(REPO / "deployments" / "demo.yaml"),
         "home": config.home,
@@ -255,7 +255,7 @@ def strand_a_version(config, tracking, rows, adapter: str) -> str:
         child.wait()
     stranded = client.get_model_version("concurrent-model", version)
     assert (stranded.aliases, "promotion_reason" in stranded.tags) == ([], False)
-    assert len(end_orphaned_runs(client, tracking["experiment_id"])) == 1
+    assert len(end_orphaned_runs(client, tracking.experiment_id)) == 1
     return version
 
 
@@ -264,7 +264,7 @@ def test_a_registration_killed_before_its_decision_is_finished_by_the_rerun(regi
     config, tracking, rows, (adapter, _) = registry_setup
     version = strand_a_version(config, tracking, rows, adapter)
     finished = register(config, tracking, rows, adapter, 5)  # the rerun: same adapter, same test rows
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     versions = [client.get_model_version("concurrent-model", v.version) for v in client.search_model_versions("")]
     assert [(str(v.version), v.aliases, "promotion_reason" in v.tags) for v in versions] == [
         (version, ["champion"], True)
@@ -277,7 +277,7 @@ def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registrati
     config, tracking, rows, (adapter, other_adapter) = registry_setup
     version = strand_a_version(config, tracking, rows, adapter)
     register(config, tracking, rows, other_adapter, 5)  # another model: the stranded version is not reused
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     stranded = client.get_model_version("concurrent-model", version)
     assert (stranded.aliases, stranded.tags["promotion_reason"]) == (
         [],

@@ -60,7 +60,7 @@ def test_rescoring_a_tampered_champion_loads_weights_never_its_pickle(tmp_path):
     tracking = open_pipeline_run(config, "flow-run-id", "tamper-test", "data-fp")
     rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
     register(config, tracking, rows, trained_adapter_dir(tmp_path / "adapter"), 5)
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     champion = current_champion(client, "concurrent-model")
     pickled = list((tmp_path / "mlartifacts").rglob("python_model.pkl"))
     marker = tmp_path / "marker.txt"
@@ -69,7 +69,7 @@ def test_rescoring_a_tampered_champion_loads_weights_never_its_pickle(tmp_path):
     other_rows = write_table(
         pd.DataFrame({"prompt": ["b"] * 4, "completion": ["shipping"] * 4}), tmp_path / "other.parquet"
     )  # other rows than the logged scores: the champion must be evaluated now
-    scores = champion_scores_on(client, champion, "accuracy", other_rows, "concurrent-model", tracking["uri"])
+    scores = champion_scores_on(client, champion, "accuracy", other_rows, "concurrent-model", tracking.uri)
     assert len(scores) == 4 and set(scores) <= {0.0, 1.0}
     assert not marker.exists()
     assert str(BASE_MODEL) in (Path(pickled[0]).parent / "MLmodel").read_text()

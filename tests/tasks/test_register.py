@@ -119,7 +119,7 @@ def lora_adapter(path: Path, seed: int) -> str:
 def registry_setup(tmp_path):
     config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "concurrent-test", "data-fp")
-    assert tracking["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store leaks in from an earlier test
+    assert tracking.uri == f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store leaks in from an earlier test
     rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
     adapters = [lora_adapter(tmp_path / f"adapter-{seed}", seed) for seed in (1, 2)]
     return config, tracking, rows, adapters
@@ -152,7 +152,7 @@ def test_two_registrations_at_once_get_distinct_versions_and_the_champion_ends_o
         better = pool.submit(register, config, tracking, rows, better_adapter, 10)
         results = [worse.result(), better.result()]
     assert sorted(result.version for result in results) == ["1", "2"]
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     champion = client.get_model_version_by_alias("concurrent-model", "champion")
     assert str(champion.version) == results[1].version
     assert champion.tags["eval.accuracy"] == "1.000000"
@@ -164,7 +164,7 @@ def test_two_registrations_at_once_get_distinct_versions_and_the_champion_ends_o
 
 def test_the_alias_moves_only_while_holding_the_registry_lock(registry_setup):
     config, tracking, rows, (adapter, _) = registry_setup
-    client = mlflow_client(tracking["uri"])
+    client = mlflow_client(tracking.uri)
     with ThreadPoolExecutor(1) as pool:
         with registry_lock("concurrent-model"):
             pending = pool.submit(register, config, tracking, rows, adapter, 5)
