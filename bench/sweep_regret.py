@@ -91,11 +91,10 @@ def grid_search(config, home: Path) -> tuple[dict, list[dict]]:
     from tasks.evaluate import evaluate_final_model
     from tunegate.budget import trial_plan
     from tunegate.fingerprint import fingerprint_directory
-    from tunegate.report import split_refs
     from tunegate.training import run_training
 
     config = config.model_copy(update={"home": str(home)})
-    splits = split_refs(prepare_data(config))
+    splits = prepare_data(config).split
     plan = trial_plan(config, splits.train.rows)
     train, val = splits.train.read(), splits.val.read()
     started, rows = time.perf_counter(), []

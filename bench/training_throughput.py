@@ -247,10 +247,9 @@ def demo_rows(workdir: Path) -> Path:
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
     from flows.prepare_data import prepare_data
     from tunegate.config import load_config
-    from tunegate.report import split_refs
 
     config = load_config(REPO / "deployments" / "demo.yaml", [f"home={workdir / 'home'}"])
-    return Path(split_refs(prepare_data(config)).train.path)
+    return Path(prepare_data(config).split.train.path)
 
 
 def long_tailed_rows(demo_path: Path, workdir: Path, count: int = 2000, seed: int = 0) -> Path:

@@ -21,7 +21,7 @@ from tasks.train import train_candidate
 from tunegate.budget import final_plan, trial_plan
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig, pipeline_fingerprint
-from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report, split_refs
+from tunegate.report import data_summary, finetune_summary, publish_finetune_artifact, render_finetune_report
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
 from tunegate.tracking import close_pipeline_run, fail_pipeline_run, link_chosen_trial, open_pipeline_run
@@ -38,12 +38,12 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
 
     `warm_start`: sweep params to try first (retraining passes the previous study's best trials)."""
     data = prepare_data(config)
-    splits = split_refs(data)
+    splits = data.split
     home = str(config.home_path())
-    stages = StageLog(home, timings=dict(data["timings"]), cache_hits=list(data["cache_hits"]))
-    tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), splits.data_fingerprint)
+    stages = StageLog(home, timings=dict(data.timings), cache_hits=list(data.cache_hits))
+    tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), data.data_fingerprint)
     plan = trial_plan(config, splits.train.rows)
-    study = study_name(config.name, splits.data_fingerprint, config.model, config.train, config.sweep, plan)
+    study = study_name(config.name, data.data_fingerprint, config.model, config.train, config.sweep, plan)
     storage = storage_url(config.sweep, config.home_path())
     started = time.perf_counter()
     sweep = run_sweep(
@@ -87,12 +87,12 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         home,
     )
     lineage = lineage_tags(
-        splits.data_fingerprint,
-        data["validation"]["success"],
+        data.data_fingerprint,
+        data.validated.success,
         study,
         sweep.best_params,
         str(flow_run.id),
-        data["data"]["source_fingerprint"],
+        data.source_fingerprint,
         pipeline_fingerprint(config),
     )
     registered = stages.run(
@@ -110,7 +110,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         lineage,
         tracking,
     )
-    summary = finetune_summary(data, sweep, trained, evaluated.result, registered, tracking, stages)
+    summary = finetune_summary(data_summary(data), sweep, trained, evaluated.result, registered, tracking, stages)
     close_pipeline_run(tracking, summary["mlflow"]["params"], summary["mlflow"]["metrics"])
     publish_finetune_artifact(summary)
     return summary

@@ -6,7 +6,6 @@ python -m flows.prepare_data --config deployments/demo.yaml [--set data.dedup.th
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from prefect import flow
 
@@ -18,13 +17,14 @@ from tunegate.accounting import balanced_row_counts
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig
 from tunegate.errors import DataContractError, LeakageError
+from tunegate.prepared import PreparedData
 from tunegate.report import data_summary, publish_data_artifact, render_data_report
 from tunegate.stages import StageLog
 
 
 @flow(name="prepare-data")
-def prepare_data(config: PipelineConfig) -> dict[str, Any]:
-    """Raw files in; validated, deduplicated, leakage-free train/val/test Parquet out; returns the summary."""
+def prepare_data(config: PipelineConfig) -> PreparedData:
+    """Raw files in; validated, deduplicated, leakage-free train/val/test Parquet out."""
     home = str(config.home_path())
     stages = StageLog(home)
     pinned = stages.run("fingerprint", fingerprint_sources, config.data.sources)
@@ -36,11 +36,19 @@ def prepare_data(config: PipelineConfig) -> dict[str, Any]:
     split = stages.run("split", split_rows, deduped.kept, config.data.split, config.data.dedup, home)
     if split.test_train_near_duplicates:
         raise LeakageError(f"{split.test_train_near_duplicates} val/test rows have a near duplicate in train")
-    counts = balanced_row_counts(ingested, validated, deduped, split)
-    summary = data_summary(counts, ingested, validated, deduped, split, stages, pinned)
-    publish_data_artifact(summary)
-    return summary
+    prepared = PreparedData(
+        pinned=pinned,
+        ingested=ingested,
+        validated=validated,
+        deduped=deduped,
+        split=split,
+        counts=balanced_row_counts(ingested, validated, deduped, split),
+        timings=stages.timings,
+        cache_hits=stages.cache_hits,
+    )
+    publish_data_artifact(data_summary(prepared))
+    return prepared
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(prepare_data, render_data_report, __doc__))
+    sys.exit(run_cli(prepare_data, render_data_report, __doc__, summarize=data_summary))

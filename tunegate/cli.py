@@ -73,13 +73,15 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
 
 
 def run_cli(
-    flow_fn: Callable[..., dict[str, Any]],
+    flow_fn: Callable[..., Any],
     render: Callable[[dict[str, Any]], str],
     description: str,
     argv: list[str] | None = None,
     flags: dict[str, str] | None = None,
+    summarize: Callable[[Any], dict[str, Any]] | None = None,
 ) -> int:
-    """Parse arguments, run the flow, print its report, write the summary; returns the exit code."""
+    """Parse arguments, run the flow, print its report, write the summary; returns the exit code. `summarize`
+    renders a flow's typed result as the summary JSON (a flow that returns the summary itself needs none)."""
     import prefect  # noqa: F401  (sets up Prefect's logging before we re-route it)
 
     args = build_parser(description, flags).parse_args(argv)
@@ -92,7 +94,8 @@ def run_cli(
     with logs_routed_to(debug_log, args.verbose):
         try:
             start_guarded_temporary_server()
-            summary = flow_fn(config, **{name: getattr(args, name) for name in flags or {}})
+            result = flow_fn(config, **{name: getattr(args, name) for name in flags or {}})
+            summary = summarize(result) if summarize else result
         except Exception as exc:
             return report_failure(exc, debug_log, args.summary_out)
     summary = redact_value(summary)

@@ -6,27 +6,17 @@ import math
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel
 
-from tunegate.accounting import RowCounts
-from tunegate.fingerprint import combine
-from tunegate.refs import TableRef
+from tunegate.prepared import PreparedData
 from tunegate.secrets import redact
-from tunegate.stage_results import DedupResult, IngestResult, SplitResult, ValidationResult
 from tunegate.stages import StageLog
 from tunegate.tracking import TrackingRef
 
 
-def data_summary(
-    counts: RowCounts,
-    ingested: IngestResult,
-    validated: ValidationResult,
-    deduped: DedupResult,
-    split: SplitResult,
-    stages: StageLog,
-    pinned: list[Any],
-) -> dict[str, Any]:
+def data_summary(prepared: PreparedData) -> dict[str, Any]:
     """The data part of the summary contract (keys listed in the data-stages issue)."""
+    counts, ingested, validated = prepared.counts, prepared.ingested, prepared.validated
+    deduped, split = prepared.deduped, prepared.split
     return {
         "status": "ok",
         "data": {
@@ -42,15 +32,15 @@ def data_summary(
                 "test": split.test.path,
             },
             "fingerprints": {name: getattr(split, name).fingerprint for name in ("train", "val", "test")},
-            "source_fingerprint": combine(*(source.fingerprint for source in pinned)),
+            "source_fingerprint": prepared.source_fingerprint,
         },
         "validation": {
             "success": validated.success,
             "data_docs": validated.data_docs,
             "failures_by_check": validated.failures_by_check,
         },
-        "timings": dict(stages.timings),
-        "cache_hits": list(stages.cache_hits),
+        "timings": dict(prepared.timings),
+        "cache_hits": list(prepared.cache_hits),
     }
 
 
@@ -105,24 +95,6 @@ def render_data_report(summary: dict[str, Any]) -> str:
     if validation["data_docs"]:
         lines.append(f"  data docs:  {validation['data_docs']}")
     return "\n".join(lines)
-
-
-class SplitRefs(BaseModel):
-    """The data flow's three splits as references, and one fingerprint for all three."""
-
-    train: TableRef
-    val: TableRef
-    test: TableRef
-    data_fingerprint: str
-
-
-def split_refs(data_summary_: dict[str, Any]) -> SplitRefs:
-    data = data_summary_["data"]
-    refs = {
-        name: TableRef(path=data["files"][name], fingerprint=data["fingerprints"][name], rows=data[name])
-        for name in ("train", "val", "test")
-    }
-    return SplitRefs(**refs, data_fingerprint=combine(*(refs[n].fingerprint for n in ("train", "val", "test"))))
 
 
 def finetune_summary(

@@ -16,6 +16,7 @@ from tests.conftest import REPO
 from tests.faults.common import cli_command, cli_environment, demo_overrides
 from tunegate.config import load_config
 from tunegate.fingerprint import fingerprint_file
+from tunegate.report import data_summary
 
 # Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow
@@ -35,18 +36,18 @@ def intact(summary: dict) -> dict[str, bool]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("cache-home") / "home"
-    return home, prepare_data(data_config(home))
+    return home, data_summary(prepare_data(data_config(home)))
 
 
 def test_deleting_home_deletes_the_cache_and_the_rerun_rewrites_every_output(first_run):
     home, first = first_run
     assert sorted(p.name for p in (home / "cache").iterdir()) == ["locks", "results"]
     shutil.rmtree(home)
-    again = prepare_data(data_config(home))
+    again = data_summary(prepare_data(data_config(home)))
     assert again["cache_hits"] == []
     assert intact(again) == {"train": True, "val": True, "test": True}
     assert again["data"]["fingerprints"] == first["data"]["fingerprints"]
-    assert prepare_data(data_config(home))["cache_hits"] == STAGES
+    assert data_summary(prepare_data(data_config(home)))["cache_hits"] == STAGES
 
 
 def test_a_truncated_cached_table_reruns_its_stage_and_is_restored(first_run):
@@ -54,7 +55,7 @@ def test_a_truncated_cached_table_reruns_its_stage_and_is_restored(first_run):
     train = first["data"]["files"]["train"]
     with open(train, "r+b") as handle:
         handle.truncate(os.path.getsize(train) // 2)
-    again = prepare_data(data_config(home))
+    again = data_summary(prepare_data(data_config(home)))
     assert again["cache_hits"] == ["ingest", "validate", "dedup"]
     assert fingerprint_file(train) == first["data"]["fingerprints"]["train"]
     assert len(pd.read_parquet(train)) == first["data"]["train"]
@@ -63,7 +64,7 @@ def test_a_truncated_cached_table_reruns_its_stage_and_is_restored(first_run):
 def test_a_deleted_quarantine_file_reruns_validation(first_run):
     home, first = first_run
     os.remove(first["data"]["files"]["quarantine"])
-    again = prepare_data(data_config(home))
+    again = data_summary(prepare_data(data_config(home)))
     assert again["cache_hits"] == ["ingest", "dedup", "split"]
     assert os.path.exists(first["data"]["files"]["quarantine"])
 

@@ -34,6 +34,7 @@ from tests.faults.common import TINY, cli_command, cli_environment, demo_overrid
 from tests.tasks.test_register import register, wait_for_version
 from tunegate.budget import fixed_plan
 from tunegate.config import SweepConfig, load_config
+from tunegate.report import data_summary
 from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
 from tunegate.training import last_complete_checkpoint
 
@@ -306,7 +307,8 @@ def test_a_data_run_killed_mid_stage_completes_on_rerun_with_the_same_outputs(tm
     assert run.wait() == -signal.SIGKILL
     code, stderr, resumed = run_cli("prepare_data", home, prefect_home, session_server=True)
     assert code == 0, stderr
-    uninterrupted = prepare_data(load_config(REPO / "deployments" / "demo.yaml", demo_overrides(tmp_path / "clean")))
+    config = load_config(REPO / "deployments" / "demo.yaml", demo_overrides(tmp_path / "clean"))
+    uninterrupted = data_summary(prepare_data(config))
     assert resumed["data"]["fingerprints"] == uninterrupted["data"]["fingerprints"]
     assert [resumed["data"][key] for key in ("train", "val", "test", "quarantined")] == [
         uninterrupted["data"][key] for key in ("train", "val", "test", "quarantined")

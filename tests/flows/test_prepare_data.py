@@ -18,6 +18,7 @@ from prefect.settings import PREFECT_API_URL
 from flows.prepare_data import prepare_data
 from tests.conftest import DEMO_DATA, REPO
 from tunegate.config import load_config
+from tunegate.report import data_summary
 
 # Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def demo_config(home: Path, data_dir: Path = DEMO_DATA, *overrides: str):
 def run_and_read_states(config) -> tuple[dict, dict[str, str]]:
     """Run the flow; return its summary and the state name of each stage task, read from the Prefect API."""
     state = prepare_data(config, return_state=True)
-    summary = state.result()
+    summary = data_summary(state.result())
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
