@@ -76,7 +76,7 @@ def cli_run(home: Path, tracking: str, *extra: str, stop_server_at_trials: Mlflo
         **os.environ,
         "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's server: no temporary one per run
         "HF_HUB_OFFLINE": "1",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",  # MLflow's own backoff: 1 + 2 + 4 + 8 s
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",  # MLflow's own backoff, shortened for the test: 1 + 2 s per call
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     }
     summary = home.parent / f"{home.name}-{len(list(home.parent.glob('*-summary*')))}-summary.json"
@@ -103,12 +103,8 @@ def test_a_tracking_server_that_goes_away_is_retried_named_and_the_rerun_registe
     tracking = f"http://me:{SECRET}@127.0.0.1:{server.port}"
     home = tmp_path / "home"
     try:
-        code, out, err, summary = cli_run(home, tracking)
-        assert code == 0, err
-        assert summary["mlflow"]["tracking_uri"] == f"http://me:***@127.0.0.1:{server.port}"
-
-        # A long outage mid-run (another seed: the sweep trains again): one line naming the server, exit 1.
-        code, out, err, failed = cli_run(home, tracking, "train.seed=1", stop_server_at_trials=server)
+        # A long outage mid-run (once the sweep has a checkpoint): one line naming the server, exit 1.
+        code, out, err, failed = cli_run(home, tracking, stop_server_at_trials=server)
         assert code == 1
         expected = (
             f"MLflow tracking server http://me:***@127.0.0.1:{server.port} unreachable (connection refused, after "
@@ -118,11 +114,12 @@ def test_a_tracking_server_that_goes_away_is_retried_named_and_the_rerun_registe
         assert failed == {"status": "failed", "error": expected, "timings": {}, "cache_hits": []}
 
         server.start()
-        code, out, err, rerun = cli_run(home, tracking, "train.seed=1")
+        code, out, err, rerun = cli_run(home, tracking)
         assert code == 0, err
         client = mlflow_client(f"http://127.0.0.1:{server.port}")
         versions = client.search_model_versions(f"name = '{rerun['registry']['model_name']}'")
-        assert sorted((str(v.version), "promotion_reason" in v.tags) for v in versions) == [("1", True), ("2", True)]
+        assert [(str(v.version), "promotion_reason" in v.tags) for v in versions] == [("1", True)]
+        assert rerun["mlflow"]["tracking_uri"] == f"http://me:***@127.0.0.1:{server.port}"
         runs = client.search_runs([rerun["mlflow"]["experiment_id"]])
         assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
         stored = json.dumps([[r.data.params, r.data.tags] for r in runs] + [[v.tags for v in versions]])
