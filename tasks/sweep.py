@@ -153,19 +153,19 @@ def with_storage_retries(storage: str, open_storage: Any) -> Any:
     then fail with one line naming it (password redacted)."""
     from sqlalchemy.exc import OperationalError
 
-    for delay in [*STORAGE_RETRY_SECONDS, None]:
+    for delay in STORAGE_RETRY_SECONDS:
         try:
             return open_storage()
         except OperationalError as exc:
-            if delay is None:
-                reason = one_line(exc.orig or exc)
-                raise ServiceUnavailable(
-                    f"Optuna storage {redact(storage)} unreachable after {len(STORAGE_RETRY_SECONDS) + 1} tries "
-                    f"({reason})"
-                ) from exc
             run_logger().warning("Optuna storage %s: %s; retrying in %s s", redact(storage), one_line(exc), delay)
             time.sleep(delay)
-    return None  # not reached: the last try returns or raises
+    try:
+        return open_storage()
+    except OperationalError as exc:
+        tries = len(STORAGE_RETRY_SECONDS) + 1
+        raise ServiceUnavailable(
+            f"Optuna storage {redact(storage)} unreachable after {tries} tries ({one_line(exc.orig or exc)})"
+        ) from exc
 
 
 def study_direction(plan: TrainingPlan) -> str:
