@@ -34,7 +34,7 @@ from tunegate.refs import TableRef, directory_problems, write_text_atomic
 from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
 from tunegate.secrets import redact
-from tunegate.stages import run_logger, stage_directory, submit_bound, verified
+from tunegate.stages import run_logger, stage_directory, verified
 from tunegate.tracking import ChildRun, TrackingRef, owner_is_dead, owner_tags
 from tunegate.training import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
 
@@ -380,6 +380,7 @@ def run_sweep(
     for params in warm_start or []:
         study.enqueue_trial(params, user_attrs={QUEUED_ATTR: "warm start"}, skip_if_exists=True)
     study_ref = StudyRef(name=name, storage=storage, sweep=sweep)
+    bound_trial = bound_to_home(run_trial, home)  # result store and locks under home, for every trial
     deadline = time.monotonic() + sweep.timeout_minutes * 60 if sweep.timeout_minutes else math.inf
     trials_run, timed_out = 0, False
     finished, description = sweep_progress(study, sweep.n_trials, plan)
@@ -392,10 +393,10 @@ def run_sweep(
         arguments = [
             (dict(t.params), train, val, model, recipe, plan, home, t.number, study_ref, tracking, name) for t in asked
         ]
-        futures = [submit_bound(run_trial, home, *trial_arguments) for trial_arguments in arguments]
+        futures = [bound_trial.submit(*trial_arguments) for trial_arguments in arguments]
         for trial, future, trial_arguments in zip(asked, futures, arguments, strict=True):
             future.wait()
-            state = verified(f"trial {trial.number}", future.state, bound_to_home(run_trial, home), *trial_arguments)
+            state = verified(f"trial {trial.number}", future.state, bound_trial, *trial_arguments)
             outcome = state.result()
             trials_run += state.name != "Cached"
             record_outcome(study, trial, outcome)

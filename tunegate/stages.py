@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Task
-from prefect.futures import PrefectFuture
 from prefect.states import State
 
 from tunegate.caching import bound_to_home
@@ -49,11 +48,6 @@ def run_verified(name: str, stage: Task, home: str, *args: Any, **kwargs: Any) -
     """Run the stage bound to `home`; a cache hit whose outputs are missing or changed runs it again."""
     bound = bound_to_home(stage, home)
     return verified(name, bound(*args, return_state=True, **kwargs), bound, *args, **kwargs)
-
-
-def submit_bound(stage: Task, home: str, *args: Any, **kwargs: Any) -> PrefectFuture:
-    """Submit the stage bound to `home` (verify its state with `verified` once it is done)."""
-    return bound_to_home(stage, home).submit(*args, **kwargs)
 
 
 def verified(name: str, state: State, bound: Task, *args: Any, **kwargs: Any) -> State:
