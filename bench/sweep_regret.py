@@ -68,9 +68,10 @@ def main(config_path: str, name: str) -> Path:
 
 def pipeline_row(label: str, config) -> dict:
     from flows.finetune import finetune
+    from tunegate.report import finetune_summary
 
     started = time.perf_counter()
-    summary = finetune(config)
+    summary = finetune_summary(finetune(config))
     metric = summary["eval"]["task_metric"]
     refit_steps = summary["train"]["steps"] if summary["train"]["source"] == "refit" else 0
     return {
@@ -89,28 +90,18 @@ def grid_search(config, home: Path) -> tuple[dict, list[dict]]:
     """Every rank x GRID_RATES rates on the final budget, each scored on the test split like the pipeline's model."""
     from flows.prepare_data import prepare_data
     from tasks.evaluate import evaluate_final_model
-    from tunegate.budget import trial_plan
-    from tunegate.fingerprint import fingerprint_directory
-    from tunegate.training import run_training
+    from tunegate.refs import AdapterRef
+    from tunegate.training import TrainingJob
 
     config = config.model_copy(update={"home": str(home)})
     splits = prepare_data(config).split
-    plan = trial_plan(config, splits.train.rows)
-    train, val = splits.train.read(), splits.val.read()
+    job = TrainingJob.for_trials(config, splits)
     started, rows = time.perf_counter(), []
     for rank in config.sweep.lora_ranks:
         for rate in log_spaced(config.sweep.learning_rate_min, config.sweep.learning_rate_max, GRID_RATES):
-            recipe = config.train.model_copy(update={"lora_r": rank, "learning_rate": rate})
-            result = run_training(train, val, config.model, recipe, plan, home / f"r{rank}-lr{rate:.2e}")
-            scored = evaluate_final_model.fn(
-                result.adapter_dir,
-                fingerprint_directory(result.adapter_dir),
-                splits.test,
-                config.model,
-                config.task,
-                config.eval,
-                str(home),
-            ).result
+            result = job.with_params({"lora_r": rank, "learning_rate": rate}).run(home / f"r{rank}-lr{rate:.2e}")
+            adapter = AdapterRef.of(result.adapter_dir, result.method)
+            scored = evaluate_final_model.fn(adapter, splits.test, config.evaluation()).result
             value = scored.finetuned[scored.task_metric]
             rows.append({"lora_r": rank, "learning_rate": rate, "test_metric": round(value, 4), "steps": result.steps})
             print(f"grid r={rank} lr={rate:.2e}: {scored.task_metric} {value:.3f} in {result.steps} steps", flush=True)

@@ -13,10 +13,10 @@ from tasks.deduplicate import deduplicate_rows
 from tasks.ingest import fingerprint_sources, ingest_sources
 from tasks.split import split_rows
 from tasks.validate import validate_rows
-from tunegate.accounting import balanced_row_counts
+from tunegate.accounting import balanced_row_counts, check_no_leakage
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig
-from tunegate.errors import DataContractError, LeakageError
+from tunegate.errors import DataContractError
 from tunegate.prepared import PreparedData
 from tunegate.report import data_summary, publish_data_artifact, render_data_report
 from tunegate.stages import StageLog
@@ -34,8 +34,7 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
         raise DataContractError(validated.failure_reason)
     deduped = stages.run("dedup", deduplicate_rows, validated.valid, config.data.dedup, home)
     split = stages.run("split", split_rows, deduped.kept, config.data.split, config.data.dedup, home)
-    if split.test_train_near_duplicates:
-        raise LeakageError(f"{split.test_train_near_duplicates} val/test rows have a near duplicate in train")
+    check_no_leakage(split)
     prepared = PreparedData(
         pinned=pinned,
         ingested=ingested,

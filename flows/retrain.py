@@ -21,8 +21,9 @@ from tasks.ingest import fingerprint_sources
 from tasks.sweep import best_trials_of, storage_url
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig, pipeline_fingerprint
+from tunegate.finetuned import FinetuneResult
 from tunegate.fingerprint import combine
-from tunegate.report import render_finetune_report
+from tunegate.report import finetune_summary, render_finetune_report
 from tunegate.runners import flow_with_task_runner
 from tunegate.tracking import champion_tags
 
@@ -43,12 +44,16 @@ def retrain(config: PipelineConfig, force: bool = False) -> Any:
     if unchanged and not force:
         summary = {"status": "skipped", "reason": SKIPPED, "champion_version": champion["version"]}
         return Completed(message=SKIPPED, data=summary)
-    warm_start = (
-        best_trials_of(champion["optuna_study"], storage_url(config.sweep, config.home_path()), WARM_START_TRIALS)
-        if champion and champion.get("optuna_study")
-        else []
-    )
+    warm_start = []
+    if champion and champion.get("optuna_study"):
+        storage = storage_url(config.sweep, config.home_path())
+        warm_start = best_trials_of(champion["optuna_study"], storage, WARM_START_TRIALS)
     return finetune(config, warm_start=warm_start)
+
+
+def retrain_summary(result: FinetuneResult | dict[str, Any]) -> dict[str, Any]:
+    """A skipped run's summary as it is; a retrained one's, the finetune summary."""
+    return finetune_summary(result) if isinstance(result, FinetuneResult) else result
 
 
 def render_retrain_report(summary: dict[str, Any]) -> str:
@@ -58,4 +63,7 @@ def render_retrain_report(summary: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(flow_with_task_runner(retrain), render_retrain_report, __doc__, flags={"force": "always retrain"}))
+    flags = {"force": "always retrain"}
+    sys.exit(
+        run_cli(flow_with_task_runner(retrain), render_retrain_report, __doc__, flags=flags, summarize=retrain_summary)
+    )

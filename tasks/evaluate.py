@@ -18,11 +18,11 @@ import pandas as pd
 from prefect import task
 
 from tunegate.caching import stage_cache_policy
-from tunegate.config import EvalConfig, ModelConfig, TaskConfig
+from tunegate.config import EvaluationSettings
 from tunegate.fingerprint import fingerprint_value
 from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
 from tunegate.prompting import PromptFormat
-from tunegate.refs import TableRef, write_table, write_text_atomic
+from tunegate.refs import AdapterRef, TableRef, write_table, write_text_atomic
 from tunegate.scoring import (
     generate,
     mean_or_nan,
@@ -191,36 +191,29 @@ def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int)
 
 
 @task(cache_policy=stage_cache_policy())
-def evaluate_final_model(
-    adapter_dir: str,
-    adapter_fingerprint: str,
-    test: TableRef,
-    model: ModelConfig,
-    task_config: TaskConfig,
-    evaluation: EvalConfig,
-    home: str,
-) -> EvaluationOutput:
+def evaluate_final_model(adapter: AdapterRef, test: TableRef, settings: EvaluationSettings) -> EvaluationOutput:
     """Base vs fine-tuned on the held-out test rows; writes the rows and the result under home/eval/<key>/."""
     from transformers import AutoTokenizer
 
+    model, task_config, evaluation = settings.model, settings.task, settings.evaluation
     out_dir = stage_directory(
-        home,
+        settings.home,
         "eval/eval",
         __file__,
-        adapter_fingerprint,
+        adapter.fingerprint,
         test.fingerprint,
         fingerprint_value([model, task_config, evaluation]),
     )
     rows = evaluation_rows(test.read(), task_config.labels, evaluation.max_rows)
     rows_ref = write_table(rows, out_dir / "eval_rows.parquet")
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-    tuned = load_trained_model(adapter_dir, model.base, model.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(adapter.path)
+    tuned = load_trained_model(adapter.path, model.base, model.trust_remote_code)
     # An adapter's base is the same model with its adapters disabled; whole weights need the base loaded apart.
-    separate_base = None if is_adapter(adapter_dir) else load_causal_lm(model.base, model.trust_remote_code)
+    separate_base = None if is_adapter(adapter.path) else load_causal_lm(model.base, model.trust_remote_code)
     result = evaluate_against_base(
         tuned,
         tokenizer,
-        PromptFormat.load(adapter_dir),
+        PromptFormat.load(adapter.path),
         rows,
         task_config.labels,
         evaluation.batch_size,

@@ -34,6 +34,14 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import SourceConfig
 from tunegate.errors import InputError
 from tunegate.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_value
+from tunegate.record_shapes import (
+    KNOWN_SHAPES_HINT,
+    RECORD_SHAPES,
+    SHAPES,
+    TEXT_FIELDS,
+    detect_shape,
+    text_record_fields,
+)
 from tunegate.refs import write_jsonl, write_table
 from tunegate.retrying import RETRY_DELAYS_SECONDS, retry_unless_input_error
 from tunegate.stage_results import IngestResult, SourceFingerprint
@@ -41,17 +49,6 @@ from tunegate.stages import stage_directory
 
 CANONICAL_COLUMNS = ["row_id", "source", "source_line", "shape", "labelled", "prompt", "completion", "messages", "raw"]
 EXTENSION_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-# Shape detection looks at field names in this order; the first match wins.
-SHAPE_FIELDS = {"chat": ("messages",), "alpaca": ("instruction",), "prompt_completion": ("prompt",), "text": ("text",)}
-SHAPE_REQUIRED = {
-    "chat": ("messages",),
-    "alpaca": ("instruction", "output"),
-    "prompt_completion": ("prompt", "completion"),
-    "text": ("text",),
-}
-KNOWN_SHAPES_HINT = "messages | instruction+output | prompt+completion | text"
-# Fields that must be strings when present (canonical_fields checks them record by record).
-TEXT_FIELDS = ("instruction", "input", "output", "prompt", "completion", "text")
 
 
 @dataclass
@@ -236,11 +233,11 @@ def single_text_shape(source: SourceConfig, table: pa.Table) -> str | None:
         return None
     if source.shape != "auto":
         return source.shape
-    for shape in ("alpaca", "prompt_completion", "text"):
-        keys = SHAPE_FIELDS[shape]
+    for shape in RECORD_SHAPES[1:]:  # chat was ruled out above
+        keys = shape.detected_by
         # A null in Arrow may be a key some record lacks; per record, that record could be another shape.
         if all(name in present and table[name].null_count == 0 for name in keys):
-            return shape
+            return shape.name
         if any(name in present for name in keys):
             return None
     return None
@@ -256,13 +253,17 @@ def text_shape_fields(shape: str, table: pa.Table) -> tuple[Any, Any]:
     def column(name: str) -> pd.Series:
         return table[name].to_pandas() if name in table.column_names else pd.Series([None] * table.num_rows)
 
-    if shape == "prompt_completion":
-        return column("prompt"), column("completion")
-    if shape == "text":
-        return "", column("text")
-    instruction, extra = column("instruction"), column("input")
-    both = instruction.fillna("").astype(bool) & extra.fillna("").astype(bool)
-    return instruction.where(~both, instruction + "\n\n" + extra), column("output")
+    spec = SHAPES[shape]
+    parts = [column(name) for name in spec.prompt_from]
+    return vectorized_prompt(parts), column(spec.completion_from)
+
+
+def vectorized_prompt(parts: list[pd.Series]) -> Any:
+    """`joined_prompt` over whole columns."""
+    if len(parts) <= 1:
+        return parts[0] if parts else ""
+    every = np.logical_and.reduce([part.fillna("").astype(bool) for part in parts])
+    return parts[0].where(~every, parts[0].str.cat(parts[1:], sep="\n\n"))
 
 
 def source_row_id_prefixes(sources: list[SourceConfig]) -> list[str]:
@@ -368,7 +369,7 @@ def check_csv_header(source: SourceConfig, header: list[str]) -> None:
             f"{source.path}: line 1 (header): columns {header} match no record shape; expected "
             f"{KNOWN_SHAPES_HINT}, or map your columns with `columns:` (e.g. text: prompt, category: completion)"
         )
-    missing = [name for name in SHAPE_REQUIRED[shape] if name not in mapped]
+    missing = [name for name in SHAPES[shape].required if name not in mapped]
     if missing:
         raise InputError(
             f"{source.path}: line 1 (header): missing column {missing[0]!r} for shape {shape}; "
@@ -393,13 +394,6 @@ def to_plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return value
-
-
-def detect_shape(fields: dict[str, Any]) -> str | None:
-    for shape, keys in SHAPE_FIELDS.items():
-        if all(key in fields for key in keys):
-            return shape
-    return None
 
 
 def canonicalize_records(
@@ -451,19 +445,13 @@ def rejection(path: str, prefix: str, record: RawRecord, problem: str) -> dict[s
 
 def canonical_fields(shape: str, fields: dict[str, Any]) -> tuple[str | None, list[Any]]:
     """(problem, [prompt, completion, messages]) for one record of a known shape."""
-    for name in ("instruction", "input", "output", "prompt", "completion", "text"):
+    for name in TEXT_FIELDS:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
             return f"field {name!r}: expected a string, got {type(value).__name__}", []
-    if shape == "alpaca":
-        instruction, extra = fields.get("instruction"), fields.get("input")
-        prompt = f"{instruction}\n\n{extra}" if instruction and extra else instruction
-        return None, [prompt, fields.get("output"), None]
-    if shape == "prompt_completion":
-        return None, [fields.get("prompt"), fields.get("completion"), None]
-    if shape == "text":
-        return None, ["", fields.get("text"), None]
-    return chat_fields(fields.get("messages"))
+    if shape == "chat":
+        return chat_fields(fields.get("messages"))
+    return None, text_record_fields(shape, fields)
 
 
 def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:

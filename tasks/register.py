@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 from prefect import task
-from pydantic import BaseModel
 
 from tunegate.caching import stage_cache_policy
-from tunegate.config import ModelConfig, RegistryConfig
+from tunegate.config import ModelConfig, PipelineConfig, RegistryConfig, pipeline_fingerprint
 from tunegate.health import HealthReport
+from tunegate.prepared import PreparedData
 from tunegate.refs import TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
-from tunegate.stage_results import EvalResult
+from tunegate.stage_results import EvalResult, EvaluationOutput, RegistryResult, SweepResult, TrainedModel
 from tunegate.tracking import TrackingRef, fluent_tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -43,47 +43,35 @@ SERVING_REQUIREMENTS = ["mlflow", "torch", "transformers", "peft", "pandas", "tu
 ROW_SCORES_DIR = "eval"  # the version's per-row test scores: <run artifacts>/eval/row_scores-v<version>.json
 
 
-class RegistryResult(BaseModel):
-    """Which version was registered and where the aliases ended."""
-
-    model_name: str
-    version: str
-    aliases: list[str]
-    promoted: bool
-    reason: str
-    model_uri: str
-
-
 # Lineage tags describe a version (its flow run id differs on every run) but do not decide it: the adapter's
 # fingerprint and its evaluation do. Leaving them out of the key keeps a rerun from registering a copy.
 @task(cache_policy=stage_cache_policy(excluded=("tracking", "lineage")))
 def register_model(
-    adapter_dir: str,
-    adapter_fingerprint: str,
-    evaluation: EvalResult,
-    eval_rows: TableRef,
-    eval_scores: TableRef,
-    health: HealthReport,
+    candidate: TrainedModel,
+    evaluated: EvaluationOutput,
     model: ModelConfig,
     registry: RegistryConfig,
-    model_name: str,
     lineage: dict[str, str],
     tracking: TrackingRef,
 ) -> RegistryResult:
-    """Log and register a version, then set `champion` or `challenger` with the reason.
+    """Log and register the candidate as a version of `registry.model_name`, then set `champion` or
+    `challenger` with the reason.
 
     Reading the champion, deciding and moving the alias happen under one registry-wide lock (a Prefect
     global concurrency limit of 1 per model), so two runs finishing at once cannot both read "no
     champion" and leave the alias on whichever wrote last."""
-    client = tracking.client()
-    identity = {"adapter_fingerprint": adapter_fingerprint, "test_fingerprint": eval_rows.fingerprint}
+    if registry.model_name is None:
+        raise ValueError("registry.model_name is unresolved: pass PipelineConfig.registry_settings()")
+    client, model_name = tracking.client(), registry.model_name
+    evaluation, eval_rows, health = evaluated.result, evaluated.rows, candidate.result.health
+    identity = {"adapter_fingerprint": candidate.adapter.fingerprint, "test_fingerprint": eval_rows.fingerprint}
     # A run killed between registering and deciding left this model's version without an alias or a reason:
     # the rerun finishes that version instead of adding a second one.
     version = interrupted_version(client, model_name, identity) or log_model_version(
-        adapter_dir, model, model_name, tracking, identity
+        candidate.adapter.path, model, model_name, tracking, identity
     )
     close_stranded_versions(client, model_name, keep=version)
-    scores = eval_scores.read()
+    scores = evaluated.scores.read()
     version_tags = {
         **lineage,
         **identity,
@@ -309,21 +297,15 @@ def promotion_decision(
     return True, f"promoted: {gain}; beats {against}"
 
 
-def lineage_tags(
-    data_fingerprint: str,
-    validation_success: bool,
-    study: str,
-    best_params: dict,
-    flow_run_id: str,
-    source_fingerprint: str,
-    config_fingerprint: str,
-) -> dict[str, str]:
+def lineage_tags(data: PreparedData, sweep: SweepResult, config: PipelineConfig, flow_run_id: str) -> dict[str, str]:
+    """What a version was made from: its data (splits and raw sources), its config, its validation, its study and
+    chosen params, and the Prefect flow run (retraining compares the source and config fingerprints)."""
     return {
-        "data_fingerprint": data_fingerprint,
-        "source_fingerprint": source_fingerprint,
-        "config_fingerprint": config_fingerprint,
-        "gx_validation_success": str(validation_success).lower(),
-        "optuna_study": study,
-        "best_params": json.dumps(best_params, sort_keys=True),
+        "data_fingerprint": data.data_fingerprint,
+        "source_fingerprint": data.source_fingerprint,
+        "config_fingerprint": pipeline_fingerprint(config),
+        "gx_validation_success": str(data.validated.success).lower(),
+        "optuna_study": sweep.study_name,
+        "best_params": json.dumps(sweep.best_params, sort_keys=True),
         "prefect_flow_run_id": flow_run_id,
     }

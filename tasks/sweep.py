@@ -22,21 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tunegate.budget import TrainingPlan
 from tunegate.caching import bound_to_home, stage_cache_policy
-from tunegate.config import ModelConfig, SweepConfig, TrainConfig
+from tunegate.config import ModelConfig, PipelineConfig, SweepConfig, TrainConfig
 from tunegate.errors import ServiceUnavailable, one_line
-from tunegate.fingerprint import combine, fingerprint_directory, fingerprint_file, fingerprint_value
+from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
 from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
-from tunegate.refs import TableRef, directory_problems, write_text_atomic
+from tunegate.refs import AdapterRef, write_text_atomic
 from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
 from tunegate.secrets import redact
-from tunegate.stages import run_logger, stage_directory, verified
+from tunegate.stage_results import ChosenTrial, StudyRef, SweepResult, TrainResult
+from tunegate.stages import run_logger, verified
 from tunegate.tracking import ChildRun, TrackingRef, owner_is_dead, owner_tags
-from tunegate.training import ChosenTrial, TrainResult, log_metrics, run_summary_metrics, run_training
+from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
 
 SEARCH_PARAMS = ("lora_r", "learning_rate")
 RESULT_ATTR = "result"  # the trial's TrialResult as JSON, on the Optuna trial
@@ -60,33 +61,17 @@ class TrialResult(BaseModel):
     train: TrainResult | None = None  # complete trials: the run and its saved best checkpoint
     adapter_fingerprint: str | None = None
 
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The saved best checkpoint of a complete trial."""
+        if self.train is None:
+            return None
+        return AdapterRef(
+            path=self.train.adapter_dir, fingerprint=self.adapter_fingerprint or "", method=self.train.method
+        )
+
     def output_problems(self) -> list[str]:
-        return directory_problems(self.train.adapter_dir, self.adapter_fingerprint or "") if self.train else []
-
-
-class StudyRef(BaseModel):
-    """An Optuna study a trial task reattaches to: its name, its storage URL and the search it was opened with."""
-
-    name: str
-    storage: str = Field(description="`journal:<path>` or a database URL (may hold a password: shown redacted).")
-    sweep: SweepConfig
-
-
-class SweepResult(BaseModel):
-    """The study after this run's trials, and the trial it chose."""
-
-    study_name: str
-    storage: str
-    objective: str
-    direction: str
-    n_trials: int
-    n_pruned: int
-    best_params: dict[str, float | int]
-    best_value: float
-    trial_steps_total: int
-    chosen: ChosenTrial
-    trials_run: int = 0  # trial tasks this run executed (not served from cache)
-    stopped_by_timeout: bool = False
+        return self.adapter.output_problems() if self.adapter else []
 
 
 def study_name(
@@ -114,6 +99,12 @@ def study_name(
 
 def storage_url(sweep: SweepConfig, home: Path) -> str:
     return sweep.storage or f"journal:{home / 'optuna' / 'journal.log'}"
+
+
+def study_for(config: PipelineConfig, data_fingerprint: str, plan: TrainingPlan) -> StudyRef:
+    """The pipeline's study for these data and this search, in the configured storage."""
+    name = study_name(config.name, data_fingerprint, config.model, config.train, config.sweep, plan)
+    return StudyRef(name=name, storage=storage_url(config.sweep, config.home_path()), sweep=config.sweep)
 
 
 def open_study(name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan) -> Any:
@@ -248,44 +239,30 @@ def search_space(sweep: SweepConfig) -> dict[str, Any]:
 )
 def run_trial(
     params: dict[str, float | int],
-    train: TableRef,
-    val: TableRef,
-    model: ModelConfig,
-    recipe: TrainConfig,
-    plan: TrainingPlan,
-    home: str,
+    job: TrainingJob,
     trial_number: int,
     study: StudyRef,
     tracking: TrackingRef,
     study_key: str,
 ) -> TrialResult:
-    """Train with `params` on the plan's budget, reporting val loss and the objective at every rung to the pruner
-    and to a nested MLflow run; an unhealthy run (non-finite or flat loss, spiking gradients) is pruned."""
-    trial = reporting_trial(study, trial_number, plan)
+    """Train `job` with `params`, reporting val loss and the objective at every rung to the pruner and to a nested
+    MLflow run; an unhealthy run (non-finite or flat loss, spiking gradients) is pruned."""
+    trial = reporting_trial(study, trial_number, job.plan)
     name = f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}"
     with tracking.child_run(name, tags={"optuna.study": study.name, "optuna.trial": str(trial_number)}) as run:
         run.client.log_param(run.run_id, "lora_r", params["lora_r"])
         run.client.log_param(run.run_id, "learning_rate", params["learning_rate"])
-        return train_trial(params, train, val, model, recipe, plan, home, trial, run)
+        return train_trial(params, job, trial, run)
 
 
-def train_trial(
-    params: dict[str, float | int],
-    train: TableRef,
-    val: TableRef,
-    model: ModelConfig,
-    recipe: TrainConfig,
-    plan: TrainingPlan,
-    home: str,
-    trial: Any,
-    run: ChildRun,
-) -> TrialResult:
+def train_trial(params: dict[str, float | int], job: TrainingJob, trial: Any, run: ChildRun) -> TrialResult:
     """The trial's training, reporting to the pruner and to its MLflow run; a pruned or unhealthy trial's run
     ends KILLED."""
     import optuna
 
     from tunegate.callbacks import MlflowMetrics
 
+    plan = job.plan
     reported: list[tuple[int, float]] = []
 
     def report(step: int, metrics: dict[str, float]) -> None:
@@ -302,25 +279,9 @@ def train_trial(
         if step < plan.max_steps and verdict and has_complete_trial(trial.study):
             raise optuna.TrialPruned(f"pruned at step {step}: {plan.metric} {metrics[plan.metric]:.4f}")
 
-    config = recipe.model_copy(
-        update={"lora_r": int(params["lora_r"]), "learning_rate": float(params["learning_rate"])}
-    )
     try:
-        result = run_training(
-            train.read(),
-            val.read(),
-            model,
-            config,
-            plan,
-            stage_directory(
-                home,
-                "trials/trial",
-                __file__,
-                fingerprint_value(params),
-                train.fingerprint,
-                val.fingerprint,
-                fingerprint_value([model, recipe, plan]),
-            ),
+        result = job.with_params(params).run(
+            job.directory("trials/trial", __file__, fingerprint_value(params)),
             on_evaluate=report,
             callbacks=[MlflowMetrics(run.client, run.run_id)],
         )
@@ -339,7 +300,7 @@ def train_trial(
         steps=result.steps,
         mlflow_run_id=run.run_id,
         train=result,
-        adapter_fingerprint=fingerprint_directory(result.adapter_dir),
+        adapter_fingerprint=AdapterRef.of(result.adapter_dir, result.method).fingerprint,
     )
 
 
@@ -360,49 +321,38 @@ def reporting_trial(study: StudyRef, trial_number: int, plan: TrainingPlan) -> A
 
 
 def run_sweep(
-    name: str,
-    storage: str,
-    sweep: SweepConfig,
-    train: TableRef,
-    val: TableRef,
-    model: ModelConfig,
-    recipe: TrainConfig,
-    plan: TrainingPlan,
-    home: str,
-    tracking: TrackingRef,
-    warm_start: list[dict[str, float | int]] | None = None,
+    study: StudyRef, job: TrainingJob, tracking: TrackingRef, warm_start: list[dict[str, float | int]] | None = None
 ) -> SweepResult:
     """Top the study up to n_trials (or until `timeout_minutes`), `parallel_trials` at a time through the flow's
-    task runner; `warm_start` params (a previous study's best) are enqueued first, once."""
-
-    study = open_study(name, storage, sweep, plan)
-    requeue_orphaned_trials(study)
+    task runner, each trial training `job` with its params; `warm_start` params (a previous study's best) are
+    enqueued first, once. Ends by logging the study's plots to the pipeline run."""
+    sweep, plan = study.sweep, job.plan
+    optuna_study = open_study(study.name, study.storage, sweep, plan)
+    requeue_orphaned_trials(optuna_study)
     for params in warm_start or []:
-        study.enqueue_trial(params, user_attrs={QUEUED_ATTR: "warm start"}, skip_if_exists=True)
-    study_ref = StudyRef(name=name, storage=storage, sweep=sweep)
-    bound_trial = bound_to_home(run_trial, home)  # result store and locks under home, for every trial
+        optuna_study.enqueue_trial(params, user_attrs={QUEUED_ATTR: "warm start"}, skip_if_exists=True)
+    bound_trial = bound_to_home(run_trial, job.home)  # result store and locks under home, for every trial
     deadline = time.monotonic() + sweep.timeout_minutes * 60 if sweep.timeout_minutes else math.inf
     trials_run, timed_out = 0, False
-    finished, description = sweep_progress(study, sweep.n_trials, plan)
+    finished, description = sweep_progress(optuna_study, sweep.n_trials, plan)
     progress = ProgressArtifact(SWEEP_KEY, finished, sweep.n_trials, description)
-    while (missing := sweep.n_trials - finished_trials(study)) > 0:
+    while (missing := sweep.n_trials - finished_trials(optuna_study)) > 0:
         if time.monotonic() >= deadline:
             timed_out = True
             break
-        asked = [ask_new_point(study, search_space(sweep)) for _ in range(min(missing, sweep.parallel_trials))]
-        arguments = [
-            (dict(t.params), train, val, model, recipe, plan, home, t.number, study_ref, tracking, name) for t in asked
-        ]
+        space = search_space(sweep)
+        asked = [ask_new_point(optuna_study, space) for _ in range(min(missing, sweep.parallel_trials))]
+        arguments = [(dict(t.params), job, t.number, study, tracking, study.name) for t in asked]
         futures = [bound_trial.submit(*trial_arguments) for trial_arguments in arguments]
         for trial, future, trial_arguments in zip(asked, futures, arguments, strict=True):
             future.wait()
             state = verified(f"trial {trial.number}", future.state, bound_trial, *trial_arguments)
-            outcome = state.result()
             trials_run += state.name != "Cached"
-            record_outcome(study, trial, outcome)
-            finished, description = sweep_progress(study, sweep.n_trials, plan)
+            record_outcome(optuna_study, trial, state.result())
+            finished, description = sweep_progress(optuna_study, sweep.n_trials, plan)
             progress.update(finished, sweep.n_trials, description)
-    return summarize_study(study, name, storage, plan).model_copy(
+    log_study_plots(study, plan, tracking, Path(job.home) / "sweeps" / study.name)
+    return summarize_study(optuna_study, study.name, study.storage, plan).model_copy(
         update={"trials_run": trials_run, "stopped_by_timeout": timed_out}
     )
 
@@ -550,19 +500,17 @@ def summarize_study(study: Any, name: str, storage: str, plan: TrainingPlan) -> 
             number=best.number,
             params={k: best.params[k] for k in SEARCH_PARAMS},
             result=outcome.train,
-            adapter_fingerprint=outcome.adapter_fingerprint,
+            adapter=outcome.adapter,
             mlflow_run_id=outcome.mlflow_run_id,
         ),
     )
 
 
-def log_study_plots(
-    name: str, storage: str, sweep: SweepConfig, plan: TrainingPlan, tracking: TrackingRef, out_dir: Path
-) -> list[str]:
+def log_study_plots(study_ref: StudyRef, plan: TrainingPlan, tracking: TrackingRef, out_dir: Path) -> list[str]:
     """Optimization history, parameter importances and the rank × learning-rate contour, as one HTML artifact
     (`sweep/sweep_report.html`) that embeds plotly.js once, so it opens offline. Drawing takes ~2 s (the
     importances fit a random forest), so an unchanged study reuses the report it drew last time."""
-    study = open_study(name, storage, sweep, plan)
+    study = open_study(study_ref.name, study_ref.storage, study_ref.sweep, plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, stamp = out_dir / "sweep_report.html", out_dir / "sweep_report.json"
     key = combine(
@@ -573,7 +521,7 @@ def log_study_plots(
     if previous.get("key") == key and report.exists():
         drawn = previous["drawn"]
     else:
-        drawn = draw_study_report(study, name, report)
+        drawn = draw_study_report(study, study_ref.name, report)
         write_text_atomic(stamp, json.dumps({"key": key, "drawn": drawn}))
     tracking.client().log_artifact(tracking.parent_run_id, str(report), artifact_path="sweep")
     return drawn

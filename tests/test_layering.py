@@ -40,3 +40,23 @@ def test_the_check_sees_a_back_edge(tmp_path, monkeypatch):
     (tmp_path / "tasks" / "sweep.py").write_text("from tasks.train import train_candidate\n")
     monkeypatch.setattr("tests.test_layering.REPO", tmp_path)
     assert back_edges() == ["tasks.sweep -> tasks.train", "tunegate.bad -> tasks.train"]
+
+
+def wide_task_signatures() -> list[str]:
+    """Stage tasks (functions decorated with `@task`) that take more than 6 parameters: a sign that a reference
+    object (a TableRef, a TrainingJob, the config section) is missing."""
+    import ast
+
+    wide = []
+    for path in sorted((REPO / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            decorated = isinstance(node, ast.FunctionDef) and any(
+                "task" in ast.unparse(decorator) for decorator in node.decorator_list
+            )
+            if decorated and len(node.args.posonlyargs + node.args.args + node.args.kwonlyargs) > 6:
+                wide.append(f"tasks/{path.name}:{node.name}")
+    return wide
+
+
+def test_no_stage_task_takes_more_than_six_parameters():
+    assert wide_task_signatures() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tunegate.errors import AccountingError
+from tunegate.errors import AccountingError, LeakageError
 from tunegate.stage_results import DedupResult, IngestResult, SplitResult, ValidationResult
 
 
@@ -46,3 +46,9 @@ def balanced_row_counts(
     if counts.rows_read != sum(parts.values()):
         raise AccountingError(f"rows read {counts.rows_read} != {parts} (sum {sum(parts.values())}): a pipeline bug")
     return counts
+
+
+def check_no_leakage(split: SplitResult) -> None:
+    """Val or test rows with a near duplicate in train would score memorisation as skill: stop the run."""
+    if split.test_train_near_duplicates:
+        raise LeakageError(f"{split.test_train_near_duplicates} val/test rows have a near duplicate in train")

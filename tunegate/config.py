@@ -322,6 +322,15 @@ class RegistryConfig(StrictModel):
     )
 
 
+class EvaluationSettings(StrictModel):
+    """The parts of the config the evaluate stage reads (its cache key is these and the candidate's weights)."""
+
+    model: ModelConfig = Field(description="The base model (the fine-tuned one is compared with it).")
+    task: TaskConfig = Field(description="The task: its labels decide the metric and the rows scored.")
+    evaluation: EvalConfig = Field(description="Rows, batch size and bootstrap seed of the comparison.")
+    home: str = Field(description="Pipeline home (absolute): the evaluation's rows and scores are written under it.")
+
+
 class PipelineConfig(StrictModel):
     """Whole-pipeline configuration: one model, one YAML file, one Prefect parameter."""
 
@@ -385,6 +394,18 @@ class PipelineConfig(StrictModel):
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser().resolve()
+
+    def registered_model_name(self) -> str:
+        """The name versions are registered under: `registry.model_name`, else the pipeline's name."""
+        return self.registry.model_name or self.name
+
+    def registry_settings(self) -> RegistryConfig:
+        """`registry` with its model name resolved (what the register stage reads)."""
+        return self.registry.model_copy(update={"model_name": self.registered_model_name()})
+
+    def evaluation(self) -> EvaluationSettings:
+        """What the evaluate stage reads."""
+        return EvaluationSettings(model=self.model, task=self.task, evaluation=self.eval, home=str(self.home_path()))
 
 
 # Optuna RDB backends SQLAlchemy can open, and MLflow tracking URI schemes (files, databases, servers).

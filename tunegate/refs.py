@@ -34,6 +34,23 @@ class TableRef(BaseModel):
         return file_problems(self.path, self.fingerprint)
 
 
+class AdapterRef(BaseModel):
+    """Trained weights a stage saved: the directory (adapter or whole weights, tokenizer, prompt format), the
+    content fingerprint of every file in it, and the method that trained them."""
+
+    path: str = Field(description="Absolute path of the saved directory.")
+    fingerprint: str = Field(description="sha256 over the directory's file names and contents.")
+    method: str = Field(description="The training method (lora, qlora, full): how to load the directory.")
+
+    @classmethod
+    def of(cls, path: str | Path, method: str) -> AdapterRef:
+        """Reference a directory as it is now."""
+        return cls(path=str(path), fingerprint=fingerprint_directory(path), method=method)
+
+    def output_problems(self) -> list[str]:
+        return directory_problems(self.path, self.fingerprint)
+
+
 def file_problems(path: str | Path, fingerprint: str) -> list[str]:
     """[] if the file exists with this content, else what is wrong with it."""
     if not Path(path).is_file():

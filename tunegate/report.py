@@ -7,10 +7,9 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
+from tunegate.finetuned import FinetuneResult
 from tunegate.prepared import PreparedData
 from tunegate.secrets import redact
-from tunegate.stages import StageLog
-from tunegate.tracking import TrackingRef
 
 
 def data_summary(prepared: PreparedData) -> dict[str, Any]:
@@ -97,21 +96,12 @@ def render_data_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def finetune_summary(
-    data: dict[str, Any],
-    sweep: Any,
-    trained: Any,
-    evaluation: Any,
-    registered: Any,
-    tracking: TrackingRef,
-    stages: StageLog,
-) -> dict[str, Any]:
-    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract;
-    `trained` is the candidate (a TrainedModel: the chosen trial's run, or the refit)."""
-    metric = evaluation.task_metric
-    result = trained.result
+def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
+    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract."""
+    sweep, trained, evaluation, tracking = result.sweep, result.trained, result.evaluated.result, result.tracking
+    train = trained.result
     return {
-        **data,
+        **data_summary(result.data),
         "sweep": {
             **sweep.model_dump(include={"study_name", "objective", "direction", "n_trials", "n_pruned", "best_value"}),
             "storage": redact(sweep.storage),
@@ -122,18 +112,18 @@ def finetune_summary(
             "stopped_by_timeout": sweep.stopped_by_timeout,
         },
         "train": {
-            **result.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
+            **train.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
             "source": trained.source,
-            "best_step": result.best_step,
-            "best_val_loss": result.best_val_loss,
-            f"best_{result.objective}": result.best_objective,
-            "overlength_rows": result.overlength_rows,
-            "adapter_dir": result.adapter_dir,
-            "adapter_fingerprint": trained.adapter_fingerprint,
-            "health": result.health.model_dump(),
+            "best_step": train.best_step,
+            "best_val_loss": train.best_val_loss,
+            f"best_{train.objective}": train.best_objective,
+            "overlength_rows": train.overlength_rows,
+            "adapter_dir": trained.adapter.path,
+            "adapter_fingerprint": trained.adapter.fingerprint,
+            "health": train.health.model_dump(),
         },
         "eval": {
-            "task_metric": metric,
+            "task_metric": evaluation.task_metric,
             "rows": evaluation.rows,
             "base": evaluation.base,
             "finetuned": evaluation.finetuned,
@@ -142,37 +132,17 @@ def finetune_summary(
             "per_label_f1": evaluation.per_label_f1,
             "examples": evaluation.examples,
         },
-        "registry": registered.model_dump(),
+        "registry": result.registered.model_dump(),
         "mlflow": {
             "tracking_uri": redact(tracking.uri),
             "run_id": tracking.parent_run_id,
             "experiment_id": tracking.experiment_id,
             "candidate_run_id": trained.mlflow_run_id,
-            # (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)
-            # The same names in every pipeline run (and in the trial runs), so MLflow's compare view and
-            # parallel-coordinates plot line runs up: lora_r, learning_rate, val_loss, the task metric.
-            "params": {
-                **sweep.best_params,
-                "method": result.method,
-                "max_steps": result.steps,
-                "sweep_trials": sweep.n_trials,
-                "objective": sweep.objective,
-                "candidate": trained.source,
-            },
-            "metrics": {
-                name: value
-                for name, value in {
-                    "val_loss": result.best_val_loss,
-                    metric: evaluation.finetuned[metric],
-                    f"base_{metric}": evaluation.base[metric],
-                    f"delta_{metric}": evaluation.delta,
-                    "tokens_per_second": result.tokens_per_second,
-                }.items()
-                if math.isfinite(value)
-            },
+            "params": result.mlflow_params(),
+            "metrics": result.mlflow_metrics(),
         },
-        "timings": dict(stages.timings),
-        "cache_hits": list(stages.cache_hits),
+        "timings": dict(result.stages.timings),
+        "cache_hits": list(result.stages.cache_hits),
     }
 
 
@@ -263,7 +233,9 @@ Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "
 """
 
 
-def publish_finetune_artifact(summary: dict[str, Any]) -> None:
+def publish_finetune_artifact(result: FinetuneResult) -> None:
     from prefect.artifacts import create_markdown_artifact
 
-    create_markdown_artifact(finetune_markdown(summary), key="finetune-report", description="Fine-tuning run report.")
+    create_markdown_artifact(
+        finetune_markdown(finetune_summary(result)), key="finetune-report", description="Fine-tuning run report."
+    )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tunegate.refs import TableRef, file_problems
+from tunegate.config import SweepConfig
+from tunegate.health import HealthReport
+from tunegate.refs import AdapterRef, TableRef, file_problems
 
 
 class SourceFingerprint(BaseModel):
@@ -97,3 +99,84 @@ class EvaluationOutput(BaseModel):
     result: EvalResult
     rows: TableRef
     scores: TableRef
+
+
+class TrainResult(BaseModel):
+    """What a training run produced and measured."""
+
+    adapter_dir: str
+    method: str
+    steps: int
+    objective: str = Field(description="The metric the best checkpoint was chosen on (accuracy, rouge_l, val_loss).")
+    best_objective: float = Field(description="That metric at the kept checkpoint (NaN if never measured).")
+    best_step: int = Field(description="Step of the kept checkpoint.")
+    best_val_loss: float
+    val_loss_history: list[tuple[int, float]]
+    objective_history: list[tuple[int, float]]
+    train_tokens_seen: int
+    tokens_per_second: float
+    peak_memory_mb: float
+    resumed_from_step: int
+    overlength_rows: int
+    stopped_early: bool
+    health: HealthReport
+
+
+class ChosenTrial(BaseModel):
+    """The sweep's best complete, healthy trial: its params, its training result and its saved weights."""
+
+    number: int
+    params: dict[str, float | int]
+    result: TrainResult
+    adapter: AdapterRef
+    mlflow_run_id: str | None
+
+
+class TrainedModel(BaseModel):
+    """The candidate: a training result, its saved weights, and where it came from."""
+
+    result: TrainResult
+    adapter: AdapterRef
+    source: str = Field(description="`trial <n>` (the sweep's best trial, no second training) or `refit`.")
+    mlflow_run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
+
+
+class StudyRef(BaseModel):
+    """An Optuna study a trial task reattaches to: its name, its storage URL and the search it was opened with."""
+
+    name: str
+    storage: str = Field(description="`journal:<path>` or a database URL (may hold a password: shown redacted).")
+    sweep: SweepConfig
+
+
+class SweepResult(BaseModel):
+    """The study after this run's trials, and the trial it chose."""
+
+    study_name: str
+    storage: str
+    objective: str
+    direction: str
+    n_trials: int
+    n_pruned: int
+    best_params: dict[str, float | int]
+    best_value: float
+    trial_steps_total: int
+    chosen: ChosenTrial
+    trials_run: int = 0  # trial tasks this run executed (not served from cache)
+    stopped_by_timeout: bool = False
+
+    @property
+    def served_from_cache(self) -> bool:
+        """Every trial this run needed was already in the study or the cache."""
+        return self.trials_run == 0
+
+
+class RegistryResult(BaseModel):
+    """Which version was registered and where the aliases ended."""
+
+    model_name: str
+    version: str
+    aliases: list[str]
+    promoted: bool
+    reason: str
+    model_uri: str

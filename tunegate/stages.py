@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import Task
 from prefect.states import State
@@ -18,6 +19,7 @@ from tunegate.fingerprint import combine
 from tunegate.refs import output_problems
 
 log = logging.getLogger("tunegate")
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,13 +30,17 @@ class StageLog:
     timings: dict[str, float] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
 
-    def record(self, name: str, seconds: float, cached: bool) -> None:
-        """Record a stage that is not a single task (the sweep: many trial tasks)."""
-        self.timings[name] = round(seconds, 3)
-        if cached:
+    def call(self, name: str, stage: Callable[..., T], /, **kwargs: Any) -> T:
+        """Call a stage that is not one task (the sweep: many trial tasks) and record it; it counts as served
+        from cache when its result says so (`served_from_cache`)."""
+        started = time.perf_counter()
+        result = stage(**kwargs)
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        if getattr(result, "served_from_cache", False):
             self.cache_hits.append(name)
+        return result
 
-    def run(self, name: str, stage: Task, *args: Any, **kwargs: Any) -> Any:
+    def run(self, name: str, stage: Task, /, *args: Any, **kwargs: Any) -> Any:
         """Call `stage` (blocking), record it, and return its result; a failed stage raises its error."""
         started = time.perf_counter()
         state = run_verified(name, stage, self.home, *args, **kwargs)
@@ -44,13 +50,13 @@ class StageLog:
         return state.result()
 
 
-def run_verified(name: str, stage: Task, home: str, *args: Any, **kwargs: Any) -> State:
+def run_verified(name: str, stage: Task, home: str, /, *args: Any, **kwargs: Any) -> State:
     """Run the stage bound to `home`; a cache hit whose outputs are missing or changed runs it again."""
     bound = bound_to_home(stage, home)
     return verified(name, bound(*args, return_state=True, **kwargs), bound, *args, **kwargs)
 
 
-def verified(name: str, state: State, bound: Task, *args: Any, **kwargs: Any) -> State:
+def verified(name: str, state: State, bound: Task, /, *args: Any, **kwargs: Any) -> State:
     """`state`, or, when it is a cache hit whose referenced outputs are gone or changed, the state of running
     the bound stage again with the cache refreshed (the log says why)."""
     if state.name != "Cached":

@@ -199,20 +199,15 @@ def prefect_links() -> dict[str, str]:
     return {key: str(value) for key, value in links.items() if value}
 
 
-def link_chosen_trial(tracking: TrackingRef, trial_number: int, trial_run_id: str | None, source: str) -> None:
-    """Tag the parent run with the trial whose checkpoint became the candidate (and its MLflow run)."""
-    client = tracking.client()
-    client.set_tag(tracking.parent_run_id, "chosen_trial", str(trial_number))
-    client.set_tag(tracking.parent_run_id, "candidate_source", source)
-    if trial_run_id:
-        client.set_tag(tracking.parent_run_id, "chosen_trial_run_id", trial_run_id)
-
-
 def close_pipeline_run(
-    tracking: TrackingRef, params: dict[str, Any], metrics: dict[str, float], status: str = "FINISHED"
+    tracking: TrackingRef,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    status: str = "FINISHED",
 ) -> None:
-    """Log the run's chosen params and headline metrics (the names every run uses) and end it."""
-    from mlflow.entities import Metric, Param
+    """Log the run's chosen params and headline metrics (the names every run uses), tag it, and end it."""
+    from mlflow.entities import Metric, Param, RunTag
 
     client = tracking.client()
     now = int(time.time() * 1000)
@@ -220,6 +215,7 @@ def close_pipeline_run(
         tracking.parent_run_id,
         metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
         params=[Param(name, redact(str(value))) for name, value in params.items()],
+        tags=[RunTag(name, value) for name, value in tags.items()],
     )
     client.set_terminated(tracking.parent_run_id, status=status)
 
@@ -249,7 +245,7 @@ def champion_tags(config: PipelineConfig) -> dict[str, str] | None:
 
     client = mlflow_client(tracking_uri(config))
     try:
-        version = client.get_model_version_by_alias(config.registry.model_name or config.name, "champion")
+        version = client.get_model_version_by_alias(config.registered_model_name(), "champion")
     except MlflowException:
         return None
     return {**(version.tags or {}), "version": str(version.version)}

@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from tunegate.budget import TrainingPlan
-from tunegate.config import ModelConfig, TrainConfig
+from tunegate.budget import TrainingPlan, final_plan, trial_plan
+from tunegate.config import ModelConfig, PipelineConfig, TrainConfig
 from tunegate.errors import InputError
-from tunegate.health import HealthReport, HealthWatch
+from tunegate.fingerprint import fingerprint_value
+from tunegate.health import HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
-from tunegate.refs import directory_problems
+from tunegate.refs import TableRef
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
-from tunegate.stages import run_logger
+from tunegate.stage_results import SplitResult, TrainResult
+from tunegate.stages import run_logger, stage_directory
 
 if TYPE_CHECKING:
     from tunegate.callbacks import EvaluationHook
@@ -37,25 +39,62 @@ if TYPE_CHECKING:
 ADAPTER_DIR, CHECKPOINT_DIR = "adapter", "checkpoints"
 
 
-class TrainResult(BaseModel):
-    """What a training run produced and measured."""
+class TrainingJob(BaseModel):
+    """What one training run reads: the rows (by reference), the base model, the recipe, the budget, and the home
+    its directory goes under. The sweep's trials share one job (each with its own params); the candidate has its
+    own (a refit's budget can differ)."""
 
-    adapter_dir: str
-    method: str
-    steps: int
-    objective: str = Field(description="The metric the best checkpoint was chosen on (accuracy, rouge_l, val_loss).")
-    best_objective: float = Field(description="That metric at the kept checkpoint (NaN if never measured).")
-    best_step: int = Field(description="Step of the kept checkpoint.")
-    best_val_loss: float
-    val_loss_history: list[tuple[int, float]]
-    objective_history: list[tuple[int, float]]
-    train_tokens_seen: int
-    tokens_per_second: float
-    peak_memory_mb: float
-    resumed_from_step: int
-    overlength_rows: int
-    stopped_early: bool
-    health: HealthReport
+    train: TableRef
+    val: TableRef
+    model: ModelConfig
+    recipe: TrainConfig
+    plan: TrainingPlan
+    home: str
+
+    @classmethod
+    def for_trials(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
+        return cls.of(config, split, trial_plan(config, split.train.rows))
+
+    @classmethod
+    def for_candidate(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
+        return cls.of(config, split, final_plan(config, split.train.rows, split.val.rows))
+
+    @classmethod
+    def of(cls, config: PipelineConfig, split: SplitResult, plan: TrainingPlan) -> TrainingJob:
+        return cls(
+            train=split.train,
+            val=split.val,
+            model=config.model,
+            recipe=config.train,
+            plan=plan,
+            home=str(config.home_path()),
+        )
+
+    def with_params(self, params: dict[str, float | int]) -> TrainingJob:
+        """The same job with searched params (LoRA rank, learning rate) set on the recipe."""
+        typed = {name: int(value) if name == "lora_r" else float(value) for name, value in params.items()}
+        return self.model_copy(update={"recipe": self.recipe.model_copy(update=typed)})
+
+    def directory(self, kind: str, module_file: str, *extra_fingerprints: str) -> Path:
+        """The run's directory under home, keyed on the code, `extra_fingerprints`, the rows, the model, the recipe
+        and the plan (`stage_directory`)."""
+        recipe = fingerprint_value([self.model, self.recipe, self.plan])
+        rows = (self.train.fingerprint, self.val.fingerprint)
+        return stage_directory(self.home, kind, module_file, *extra_fingerprints, *rows, recipe)
+
+    def run(
+        self,
+        out_dir: Path,
+        on_evaluate: EvaluationHook | None = None,
+        callbacks: list[Any] | None = None,
+        train_on_val_too: bool = False,
+    ) -> TrainResult:
+        """Train this job into `out_dir` (`run_training`); `train_on_val_too` trains on train + val (a refit that
+        no longer holds val out; val is still what it reports on)."""
+        val_rows = self.val.read()
+        train_rows = pd.concat([self.train.read(), val_rows], ignore_index=True) if train_on_val_too else None
+        rows = self.train.read() if train_rows is None else train_rows
+        return run_training(rows, val_rows, self.model, self.recipe, self.plan, out_dir, on_evaluate, callbacks)
 
 
 def run_training(
@@ -321,28 +360,6 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-class ChosenTrial(BaseModel):
-    """The sweep's best complete, healthy trial: its params, its training result and its saved weights."""
-
-    number: int
-    params: dict[str, float | int]
-    result: TrainResult
-    adapter_fingerprint: str
-    mlflow_run_id: str | None
-
-
-class TrainedModel(BaseModel):
-    """The candidate: a training result, the content fingerprint of its saved weights, and where it came from."""
-
-    result: TrainResult
-    adapter_fingerprint: str
-    source: str = Field(description="`trial <n>` (the sweep's best trial, no second training) or `refit`.")
-    mlflow_run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
-
-    def output_problems(self) -> list[str]:
-        return directory_problems(self.result.adapter_dir, self.adapter_fingerprint)
 
 
 def log_metrics(client: Any, run_id: str, metrics: dict[str, float], step: int) -> None:

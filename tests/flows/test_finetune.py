@@ -12,6 +12,7 @@ import pytest
 from flows.finetune import finetune
 from tests.conftest import DEMO_DATA, REPO
 from tunegate.config import load_config
+from tunegate.report import finetune_summary
 from tunegate.tracking import mlflow_client
 
 # Whole-DAG runs (training, MLflow, registry): `make test` runs them, `make test-fast` does not.
@@ -75,7 +76,7 @@ def tiny_config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_runs(tiny_config):
-    return finetune(tiny_config), finetune(tiny_config)
+    return finetune_summary(finetune(tiny_config)), finetune_summary(finetune(tiny_config))
 
 
 def test_summary_has_every_contract_key(tiny_runs):
@@ -200,7 +201,7 @@ def test_retrain_skips_when_the_champion_saw_these_data_and_this_config(tiny_run
 def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny_config):
     from flows.retrain import retrain
 
-    summary = retrain(tiny_config, force=True)
+    summary = finetune_summary(retrain(tiny_config, force=True))
     assert summary["status"] == "ok"
     assert summary["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
     assert summary["registry"]["version"] == "1"
@@ -254,7 +255,7 @@ def test_refit_retrains_the_chosen_params_as_final_training(tiny_config):
     refit = tiny_config.model_copy(
         update={"sweep": tiny_config.sweep.model_copy(update={"final": "refit", "n_trials": 1})}
     )
-    summary = finetune(refit)
+    summary = finetune_summary(finetune(refit))
     assert summary["train"]["source"] == "refit" and "/train/" in summary["train"]["adapter_dir"]
     client = mlflow_client(summary["mlflow"]["tracking_uri"])
     children = client.search_runs(

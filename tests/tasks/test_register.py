@@ -10,12 +10,11 @@ import pytest
 from tasks.register import Champion, promotion_decision, register_model, registry_lock
 from tests.conftest import REPO
 from tunegate.config import RegistryConfig, load_config
-from tunegate.fingerprint import fingerprint_directory
 from tunegate.health import HealthReport
 from tunegate.model_loading import load_causal_lm
-from tunegate.refs import write_table
+from tunegate.refs import AdapterRef, write_table
 from tunegate.scoring import paired_bootstrap_ci
-from tunegate.stage_results import EvalResult
+from tunegate.stage_results import EvalResult, EvaluationOutput, TrainedModel, TrainResult
 from tunegate.tracking import mlflow_client, open_pipeline_run
 
 BASE_MODEL = REPO / "demo" / "base_model"
@@ -129,19 +128,38 @@ def register(config, tracking, rows, adapter_dir: str, right: int):
     """Register `adapter_dir` as scoring `right` of the 10 test rows (the base scores none)."""
     base, tuned = scores(0, 10), scores(right, 10)
     frame = pd.DataFrame({"base": base, "finetuned": tuned})
+    scores_ref = write_table(frame, Path(adapter_dir).parent / f"{Path(adapter_dir).name}-scores-{right}.parquet")
     return register_model(
-        adapter_dir,
-        fingerprint_directory(adapter_dir),
-        evaluation(base, tuned),
-        rows,
-        write_table(frame, Path(adapter_dir).parent / f"{Path(adapter_dir).name}-scores-{right}.parquet"),
-        HealthReport(),
-        config.model.model_copy(update={"base": str(BASE_MODEL)}),
-        config.registry,
-        "concurrent-model",
-        {"prefect_flow_run_id": "flow-run-id"},
-        tracking,
+        candidate=candidate(adapter_dir),
+        evaluated=EvaluationOutput(result=evaluation(base, tuned), rows=rows, scores=scores_ref),
+        model=config.model.model_copy(update={"base": str(BASE_MODEL)}),
+        registry=config.registry.model_copy(update={"model_name": "concurrent-model"}),
+        lineage={"prefect_flow_run_id": "flow-run-id"},
+        tracking=tracking,
     )
+
+
+def candidate(adapter_dir: str) -> TrainedModel:
+    """A healthy candidate for an adapter directory (its training numbers do not matter to registration)."""
+    result = TrainResult(
+        adapter_dir=adapter_dir,
+        method="lora",
+        steps=4,
+        objective="accuracy",
+        best_objective=1.0,
+        best_step=4,
+        best_val_loss=1.0,
+        val_loss_history=[(4, 1.0)],
+        objective_history=[(4, 1.0)],
+        train_tokens_seen=100,
+        tokens_per_second=10.0,
+        peak_memory_mb=1.0,
+        resumed_from_step=0,
+        overlength_rows=0,
+        stopped_early=False,
+        health=HealthReport(),
+    )
+    return TrainedModel(result=result, adapter=AdapterRef.of(adapter_dir, "lora"), source="trial 0")
 
 
 def test_two_registrations_at_once_get_distinct_versions_and_the_champion_ends_on_the_better(registry_setup):

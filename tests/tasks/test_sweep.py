@@ -137,6 +137,7 @@ def test_a_trial_is_keyed_on_its_study_but_not_on_its_number_or_run():
 
 def test_an_unchanged_study_reuses_its_report_and_a_new_trial_redraws_it(tmp_path):
     from tasks.sweep import log_study_plots
+    from tunegate.stage_results import StudyRef
     from tunegate.tracking import TrackingRef, experiment_id, mlflow_client, start_child_run
 
     sweep = SweepConfig(seed=3)
@@ -157,7 +158,7 @@ def test_an_unchanged_study_reuses_its_report_and_a_new_trial_redraws_it(tmp_pat
 
     def plot(run_id: str) -> tuple[list[str], str]:
         tracking = TrackingRef(uri=uri, experiment_id=experiment, parent_run_id=run_id)
-        drawn = log_study_plots("plotted", storage, sweep, PLAN, tracking, out)
+        drawn = log_study_plots(StudyRef(name="plotted", storage=storage, sweep=sweep), PLAN, tracking, out)
         assert [a.path for a in client.list_artifacts(run_id, "sweep")] == ["sweep/sweep_report.html"]
         return drawn, (out / "sweep_report.html").read_text()
 

@@ -125,9 +125,8 @@ def test_full_fine_tuning_saves_whole_weights_and_trains_every_parameter(tmp_pat
 
 def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
     from tasks.evaluate import evaluate_final_model
-    from tunegate.config import EvalConfig, TaskConfig
-    from tunegate.fingerprint import fingerprint_directory
-    from tunegate.refs import write_table
+    from tunegate.config import EvalConfig, EvaluationSettings, TaskConfig
+    from tunegate.refs import AdapterRef, write_table
 
     config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3})
     plan = fixed_plan(4, [2, 4])
@@ -135,15 +134,13 @@ def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
         ticket_rows(32), ticket_rows(8, skip=32), ModelConfig(base=BASE_MODEL), config, plan, tmp_path
     )
     test = write_table(ticket_rows(8, skip=40).assign(labelled=True), tmp_path / "test.parquet")
-    output = evaluate_final_model.fn(
-        trained.adapter_dir,
-        fingerprint_directory(trained.adapter_dir),
-        test,
-        ModelConfig(base=BASE_MODEL),
-        TaskConfig(labels=sorted(LABELS)),
-        EvalConfig(max_rows=8, batch_size=8),
-        str(tmp_path),
+    settings = EvaluationSettings(
+        model=ModelConfig(base=BASE_MODEL),
+        task=TaskConfig(labels=sorted(LABELS)),
+        evaluation=EvalConfig(max_rows=8, batch_size=8),
+        home=str(tmp_path),
     )
+    output = evaluate_final_model.fn(AdapterRef.of(trained.adapter_dir, trained.method), test, settings)
     assert output.rows.rows == 8 and output.result.rows == 8
     assert output.result.finetuned["loss"] < output.result.base["loss"]
 

@@ -1,0 +1,43 @@
+"""The one table of record shapes: detection order, required fields, canonical mapping."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from tunegate.config import RecordShape as ConfiguredShape
+from tunegate.record_shapes import (
+    KNOWN_SHAPES_HINT,
+    RECORD_SHAPES,
+    SHAPES,
+    TEXT_FIELDS,
+    detect_shape,
+    text_record_fields,
+)
+
+
+def test_detection_takes_the_first_shape_down_the_table():
+    assert detect_shape({"messages": [], "prompt": "p"}) == "chat"
+    assert detect_shape({"instruction": "i", "prompt": "p"}) == "alpaca"
+    assert detect_shape({"prompt": "p", "text": "t"}) == "prompt_completion"
+    assert detect_shape({"text": "t"}) == "text"
+    assert detect_shape({"question": "q", "answer": "a"}) is None
+
+
+def test_the_config_accepts_exactly_the_shapes_in_the_table():
+    assert set(get_args(ConfiguredShape)) == {"auto", *SHAPES}
+    assert [shape.name for shape in RECORD_SHAPES] == ["chat", "alpaca", "prompt_completion", "text"]
+
+
+def test_error_messages_and_type_checks_come_from_the_table():
+    assert KNOWN_SHAPES_HINT == "messages | instruction+output | prompt+completion | text"
+    assert TEXT_FIELDS == ("instruction", "input", "output", "prompt", "completion", "text")
+    assert SHAPES["alpaca"].required == ("instruction", "output")
+
+
+def test_text_shapes_map_onto_prompt_and_completion():
+    alpaca = {"instruction": "Classify", "input": "my card was charged twice", "output": "billing"}
+    assert text_record_fields("alpaca", alpaca) == ["Classify\n\nmy card was charged twice", "billing", None]
+    assert text_record_fields("alpaca", {**alpaca, "input": ""}) == ["Classify", "billing", None]
+    assert text_record_fields("alpaca", {"instruction": "Classify", "output": "x"}) == ["Classify", "x", None]
+    assert text_record_fields("prompt_completion", {"prompt": "p", "completion": "c"}) == ["p", "c", None]
+    assert text_record_fields("text", {"text": "t"}) == ["", "t", None]

@@ -1,0 +1,138 @@
+"""The summary JSON and the run report are rendered from the typed results alone: exact keys and values from a
+hand-built FinetuneResult, with every key of the summary contract (../shared/checks/summary_contract.py)."""
+
+from __future__ import annotations
+
+import math
+
+from tests.flows.test_finetune import FULL_KEYS, lookup
+from tests.tasks.test_register import candidate
+from tests.tunegate.test_accounting import stages
+from tunegate.accounting import balanced_row_counts
+from tunegate.finetuned import FinetuneResult
+from tunegate.prepared import PreparedData
+from tunegate.refs import TableRef
+from tunegate.report import finetune_summary, number, render_finetune_report
+from tunegate.stage_results import EvalResult, EvaluationOutput, RegistryResult, SourceFingerprint, SweepResult
+from tunegate.stages import StageLog
+from tunegate.tracking import TrackingRef
+
+DATA_KEYS = ["status", "data.rows_read", "data.quarantined", "data.exact_duplicates", "data.near_duplicates"]
+DATA_KEYS += ["data.train", "data.val", "data.test", "data.test_train_near_duplicates", "validation.success"]
+DATA_KEYS += ["validation.data_docs", "timings", "cache_hits"]
+
+
+def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
+    ingested, validated, deduped, split = stages()
+    data = PreparedData(
+        pinned=[SourceFingerprint(path="a.jsonl", fingerprint="f" * 64, bytes=10)],
+        ingested=ingested,
+        validated=validated,
+        deduped=deduped,
+        split=split,
+        counts=balanced_row_counts(ingested, validated, deduped, split),
+        timings={"ingest": 1.0},
+        cache_hits=["ingest"],
+    )
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    trained = candidate(str(adapter))
+    sweep = SweepResult(
+        study_name="demo-abc",
+        storage="postgresql://tune:s3cret@db/optuna",
+        objective="accuracy",
+        direction="maximize",
+        n_trials=3,
+        n_pruned=1,
+        best_params={"lora_r": 8, "learning_rate": 0.002},
+        best_value=0.9,
+        trial_steps_total=40,
+        chosen={
+            "number": 2,
+            "params": {"lora_r": 8, "learning_rate": 0.002},
+            "result": trained.result,
+            "adapter": trained.adapter,
+            "mlflow_run_id": "trial-run",
+        },
+        trials_run=2,
+    )
+    evaluation = EvalResult(
+        task_metric="accuracy",
+        rows=8,
+        base={"accuracy": 0.25, "loss": 2.0},
+        finetuned={"accuracy": tuned_accuracy, "loss": 0.5},
+        delta=tuned_accuracy - 0.25,
+        delta_ci95=(0.25, 1.0),
+        examples=[],
+        per_label_f1={"billing": 1.0},
+    )
+    table = TableRef(path="/nowhere/t.parquet", fingerprint="0" * 64, rows=8)
+    return FinetuneResult(
+        data=data,
+        sweep=sweep,
+        trained=trained,
+        evaluated=EvaluationOutput(result=evaluation, rows=table, scores=table),
+        registered=RegistryResult(
+            model_name="support-demo",
+            version="1",
+            aliases=["champion"],
+            promoted=True,
+            reason="promoted: no champion yet",
+            model_uri="models:/support-demo@champion",
+        ),
+        tracking=TrackingRef(uri="sqlite:///m.db", experiment_id="1", parent_run_id="parent"),
+        stages=StageLog(str(tmp_path), timings={"ingest": 1.0, "sweep": 9.0}, cache_hits=["ingest"]),
+    )
+
+
+def missing_contract_keys(summary: dict) -> list[str]:
+    missing = []
+    for dotted in DATA_KEYS + FULL_KEYS:
+        try:
+            lookup(summary, dotted)
+        except KeyError:
+            missing.append(dotted)
+    return missing
+
+
+def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
+    result = finetune_result(tmp_path)
+    summary = finetune_summary(result)
+    assert summary["sweep"]["storage"] == "postgresql://tune:***@db/optuna"  # redacted wherever it is shown
+    assert summary["sweep"]["chosen_trial"] == 2 and summary["sweep"]["trials_run"] == 2
+    assert summary["train"]["adapter_dir"] == str(tmp_path / "adapter")
+    assert summary["train"]["adapter_fingerprint"] == result.trained.adapter.fingerprint
+    assert summary["eval"]["delta_ci95"] == [0.25, 1.0]
+    assert summary["mlflow"]["params"] == {
+        "lora_r": 8,
+        "learning_rate": 0.002,
+        "method": "lora",
+        "max_steps": 4,
+        "sweep_trials": 3,
+        "objective": "accuracy",
+        "candidate": "trial 0",
+    }
+    assert summary["mlflow"]["metrics"] == {
+        "val_loss": 1.0,
+        "accuracy": 0.875,
+        "base_accuracy": 0.25,
+        "delta_accuracy": 0.625,
+        "tokens_per_second": 10.0,
+    }
+    assert result.mlflow_tags() == {
+        "chosen_trial": "2",
+        "candidate_source": "trial 0",
+        "chosen_trial_run_id": "trial-run",
+    }
+    assert (summary["timings"], summary["cache_hits"]) == ({"ingest": 1.0, "sweep": 9.0}, ["ingest"])
+    assert missing_contract_keys(summary) == []
+
+
+def test_nan_metrics_stay_out_of_mlflow_and_read_n_a_in_the_report(tmp_path):
+    result = finetune_result(tmp_path, tuned_accuracy=math.nan)
+    assert sorted(result.mlflow_metrics()) == ["base_accuracy", "tokens_per_second", "val_loss"]
+    assert number(math.nan) == number(None) == "n/a" and number(0.5) == "0.500"
+    report = render_finetune_report(finetune_summary(result))
+    assert "  fine-tuned           n/a     0.500" in report
+    assert "  registry: support-demo v1 → champion: promoted: no champion yet" in report

@@ -1,0 +1,61 @@
+"""What the finetune flow hands on: the data flow's result and every later stage's typed result, with the stage
+log. The summary JSON and the run report are rendered from it only at the CLI and artifact boundary
+(`tunegate.report.finetune_summary`); the parent MLflow run's params and metrics are read from it here, so the
+summary and the run always agree."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tunegate.prepared import PreparedData
+from tunegate.stage_results import EvaluationOutput, RegistryResult, SweepResult, TrainedModel
+from tunegate.stages import StageLog
+from tunegate.tracking import TrackingRef
+
+
+class FinetuneResult(BaseModel):
+    """Data in, a registered model version out, with how each stage got there."""
+
+    data: PreparedData
+    sweep: SweepResult
+    trained: TrainedModel = Field(description="The candidate: the chosen trial's checkpoint, or the refit.")
+    evaluated: EvaluationOutput
+    registered: RegistryResult
+    tracking: TrackingRef
+    stages: StageLog = Field(description="Seconds per stage (data stages included) and the stages served from cache.")
+
+    def mlflow_params(self) -> dict[str, Any]:
+        """The parent run's params. The same names in every pipeline run (and in the trial runs), so MLflow's
+        compare view and parallel-coordinates plot line runs up: lora_r, learning_rate, the method, the budget.
+        (Registration adds base_model and trust_remote_code: MLflow logs a pyfunc's model_config as params.)"""
+        return {
+            **self.sweep.best_params,
+            "method": self.trained.result.method,
+            "max_steps": self.trained.result.steps,
+            "sweep_trials": self.sweep.n_trials,
+            "objective": self.sweep.objective,
+            "candidate": self.trained.source,
+        }
+
+    def mlflow_metrics(self) -> dict[str, float]:
+        """The parent run's headline metrics (finite ones: the compare view cannot plot NaN)."""
+        evaluation, result = self.evaluated.result, self.trained.result
+        metric = evaluation.task_metric
+        metrics = {
+            "val_loss": result.best_val_loss,
+            metric: evaluation.finetuned[metric],
+            f"base_{metric}": evaluation.base[metric],
+            f"delta_{metric}": evaluation.delta,
+            "tokens_per_second": result.tokens_per_second,
+        }
+        return {name: value for name, value in metrics.items() if math.isfinite(value)}
+
+    def mlflow_tags(self) -> dict[str, str]:
+        """The parent run's links to the trial the sweep chose (and its MLflow run) and to where the candidate
+        came from (`trial <n>`, or `refit`)."""
+        chosen = self.sweep.chosen
+        tags = {"chosen_trial": str(chosen.number), "candidate_source": self.trained.source}
+        return tags | ({"chosen_trial_run_id": chosen.mlflow_run_id} if chosen.mlflow_run_id else {})

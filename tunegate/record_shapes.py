@@ -1,0 +1,62 @@
+"""The record shapes ingest accepts, in one table: how each is detected, which fields it requires, and how its
+fields map onto the canonical (prompt, completion, messages) row.
+
+Detection goes down the table in order and the first shape whose `detected_by` fields are all present wins, so a
+record with both `messages` and `prompt` is chat. A user's other field names map onto these with a source's
+`columns:`; `shape:` in the config skips detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RecordShape:
+    """One accepted shape of a training record."""
+
+    name: str
+    detected_by: tuple[str, ...]  # all present → this shape (first match down RECORD_SHAPES)
+    required: tuple[str, ...]  # a CSV header without one of these is a file-level error
+    prompt_from: tuple[str, ...]  # joined with a blank line when every one is non-empty, else the first
+    completion_from: str | None  # None: chat (the last turn, when it is the assistant's)
+    hint: str  # how the error messages spell it
+
+
+RECORD_SHAPES: tuple[RecordShape, ...] = (
+    RecordShape("chat", ("messages",), ("messages",), (), None, "messages"),
+    RecordShape(
+        "alpaca", ("instruction",), ("instruction", "output"), ("instruction", "input"), "output", "instruction+output"
+    ),
+    RecordShape(
+        "prompt_completion", ("prompt",), ("prompt", "completion"), ("prompt",), "completion", "prompt+completion"
+    ),
+    RecordShape("text", ("text",), ("text",), (), "text", "text"),
+)
+SHAPES = {shape.name: shape for shape in RECORD_SHAPES}
+KNOWN_SHAPES_HINT = " | ".join(shape.hint for shape in RECORD_SHAPES)
+# Fields that must be strings when present (checked record by record).
+TEXT_FIELDS = tuple(dict.fromkeys(f for s in RECORD_SHAPES for f in (*s.prompt_from, s.completion_from) if f))
+
+
+def detect_shape(field_names: Any) -> str | None:
+    """The first shape whose detecting fields are all among `field_names`, or None."""
+    for shape in RECORD_SHAPES:
+        if all(name in field_names for name in shape.detected_by):
+            return shape.name
+    return None
+
+
+def joined_prompt(parts: list[Any]) -> Any:
+    """An alpaca prompt: instruction and input separated by a blank line when both are non-empty, else the
+    instruction; a shape without prompt fields has an empty prompt."""
+    if not parts:
+        return ""
+    return "\n\n".join(parts) if len(parts) > 1 and all(parts) else parts[0]
+
+
+def text_record_fields(shape: str, fields: dict[str, Any]) -> list[Any]:
+    """[prompt, completion, messages] of a record of a text (non-chat) shape."""
+    spec = SHAPES[shape]
+    return [joined_prompt([fields.get(name) for name in spec.prompt_from]), fields.get(spec.completion_from), None]
