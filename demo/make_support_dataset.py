@@ -403,15 +403,7 @@ def write_tickets(rng: random.Random) -> dict:
     line_of = {id(row): line for row, line in zip(tickets, lines, strict=True)}
     return {
         "rows": len(tickets),
-        "duplicates": [
-            {
-                "line": line_of[id(d["row"])],
-                "original_line": line_of[id(d["original"])],
-                "variant": d["variant"],
-                "expected": d["expected"],
-            }
-            for d in duplicates
-        ],
+        "duplicates": duplicate_manifest(duplicates, line_of),
         "quarantined": sorted(
             [{"line": line_of[id(row)], "problem": kind} for row, kind in problems]
             + [
@@ -487,20 +479,25 @@ def write_replies(rng: random.Random) -> dict:
     line_of = {id(row): index for index, row in enumerate(rows, start=1)}
     return {
         "rows": len(rows),
-        "duplicates": [
-            {
-                "line": line_of[id(d["row"])],
-                "original_line": line_of[id(d["original"])],
-                "variant": d["variant"],
-                "expected": d["expected"],
-            }
-            for d in duplicates
-        ],
+        "duplicates": duplicate_manifest(duplicates, line_of),
         "quarantined": sorted(
             [{"line": line_of[id(row)], "problem": row["__problem__"]} for row in rows if "__problem__" in row],
             key=lambda entry: entry["line"],
         ),
     }
+
+
+def duplicate_manifest(duplicates: list[dict], line_of: dict[int, int]) -> list[dict]:
+    """Where each planted duplicate and its original ended up (file lines), and what dedup should do with it."""
+    return [
+        {
+            "line": line_of[id(d["row"])],
+            "original_line": line_of[id(d["original"])],
+            "variant": d["variant"],
+            "expected": d["expected"],
+        }
+        for d in duplicates
+    ]
 
 
 # The first seven templates of each category are intents; the rest are distractors that carry no label.

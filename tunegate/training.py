@@ -11,6 +11,7 @@ train (`tasks/sweep.py`'s trials, `tasks/train.py`'s candidate) call `run_traini
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import sys
@@ -28,7 +29,7 @@ from tunegate.fingerprint import fingerprint_value
 from tunegate.health import HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
-from tunegate.refs import TableRef
+from tunegate.refs import TableRef, write_text_atomic
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
 from tunegate.stage_results import SplitResult, TrainResult
 from tunegate.stages import run_logger, stage_directory
@@ -302,9 +303,22 @@ def save_trained(trainer: Any, tokenizer: Any, prompt_format: PromptFormat, adap
     """The best weights (adapter only for LoRA), the tokenizer and the prompt format, in one directory."""
     adapter_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+    sort_target_modules(adapter_dir / "adapter_config.json")
     tokenizer.save_pretrained(adapter_dir)
     prompt_format.save(adapter_dir)
     return adapter_dir
+
+
+def sort_target_modules(adapter_config: Path) -> None:
+    """PEFT writes `target_modules` from a set, in an order that changes with the interpreter's hash seed: two runs
+    with identical weights got different adapter fingerprints (the demo's 7 modules in another order). Sorted,
+    the same weights always fingerprint the same."""
+    if not adapter_config.is_file():  # full fine-tuning saves whole weights, no adapter config
+        return
+    settings = json.loads(adapter_config.read_text(encoding="utf-8"))
+    if isinstance(settings.get("target_modules"), list):
+        settings["target_modules"] = sorted(settings["target_modules"])
+        write_text_atomic(adapter_config, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,16 @@ def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
     assert {"adapter_model.safetensors", "adapter_config.json", "prompt_format.json", "tokenizer.json"} <= {
         p.name for p in adapter.iterdir()
     }
+    # Sorted, so identical weights fingerprint the same whatever the hash seed (PEFT writes a set).
+    assert json.loads((adapter / "adapter_config.json").read_text())["target_modules"] == [
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]
     weights = load_file(adapter / "adapter_model.safetensors")
     lora_b = {name: tensor for name, tensor in weights.items() if "lora_B" in name}
     # 4 layers x 7 linear modules (q, k, v, o, gate, up, down): all-linear leaves out only lm_head.
