@@ -248,6 +248,9 @@ def run_trial(
     """Train `job` with `params`, reporting val loss and the objective at every rung to the pruner and to a nested
     MLflow run; an unhealthy run (non-finite or flat loss, spiking gradients) is pruned."""
     trial = reporting_trial(study, trial_number, job.plan)
+    # The process that trains owns the trial (a Dask or pool worker, not the flow that asked for it): if it dies,
+    # the next run sees a dead owner and queues the point again.
+    trial.set_user_attr(OWNER_ATTR, owner_tags())
     name = f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}"
     with tracking.child_run(name, tags={"optuna.study": study.name, "optuna.trial": str(trial_number)}) as run:
         run.client.log_param(run.run_id, "lora_r", params["lora_r"])

@@ -17,7 +17,8 @@ still there and unchanged (`tunegate.stages.run_verified`).
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,19 @@ class StageContentPolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        parts = [f"code={code_fingerprint(inspect.getsourcefile(task_ctx.task.fn))}"]
+        parts = [f"code={code_fingerprint(module_file(task_ctx.task.fn))}"]
         parts += [f"file:{Path(p).name}={fingerprint_file(p)}" for p in sorted(self.extra_files)]
         parts += [
             f"{name}={fingerprint_value(value)}" for name, value in sorted(inputs.items()) if name not in self.excluded
         ]
         return combine(*parts)
+
+
+def module_file(fn: Any) -> str:
+    """The file of the module that defines `fn`. Not `inspect.getsourcefile`: a task shipped to a Dask worker
+    arrives pickled by value, and its code then reports `<dynamic-code>` as its file."""
+    module = sys.modules.get(fn.__module__) or importlib.import_module(fn.__module__)
+    return str(module.__file__)
 
 
 def stage_cache_policy(*extra_files: str | Path, excluded: tuple[str, ...] = ()) -> StageContentPolicy:

@@ -271,6 +271,11 @@ class SweepConfig(StrictModel):
     task_runner: Literal["threads", "processes", "dask", "ray"] = Field(
         default="threads", description="Where trials run: threads or processes here, Dask or Ray on a cluster."
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="With task_runner dask: the scheduler of an existing Dask cluster (tcp://host:8786); None: a "
+        "local cluster of parallel_trials worker processes for the run. Its workers must see home and the storage.",
+    )
 
     @model_validator(mode="after")
     def _learning_rate_range(self) -> SweepConfig:
@@ -543,6 +548,6 @@ def pipeline_fingerprint(config: PipelineConfig) -> str:
     from tunegate.fingerprint import fingerprint_value
 
     relevant = config.model_dump(
-        mode="json", exclude={"home": True, "sweep": {"n_trials", "parallel_trials", "task_runner"}}
+        mode="json", exclude={"home": True, "sweep": {"n_trials", "parallel_trials", "task_runner", "dask_address"}}
     )
     return fingerprint_value(relevant)

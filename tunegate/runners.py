@@ -13,23 +13,38 @@ from tunegate.errors import InputError
 
 
 def task_runner_for(sweep: SweepConfig) -> Any:
-    """A runner with `parallel_trials` workers; dask/ray need prefect-dask / prefect-ray installed."""
+    """A runner with `parallel_trials` workers: threads or processes here, a Dask cluster (an existing one at
+    `dask_address`, else a local one of worker processes), or Ray (the `ray` extra)."""
     if sweep.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=sweep.parallel_trials)
     if sweep.task_runner == "processes":
         return ProcessPoolTaskRunner(max_workers=sweep.parallel_trials)
+    if sweep.task_runner == "dask":
+        return dask_task_runner(sweep)
     try:
-        if sweep.task_runner == "dask":
-            from prefect_dask import DaskTaskRunner
-
-            return DaskTaskRunner(cluster_kwargs={"n_workers": sweep.parallel_trials})
         from prefect_ray import RayTaskRunner
-
-        return RayTaskRunner()
     except ImportError as exc:
         raise InputError(
-            f"sweep.task_runner={sweep.task_runner}: install prefect-{sweep.task_runner} to use it ({exc})"
+            "sweep.task_runner=ray: Ray is optional; install it with `pip install -e '.[ray]'` (prefect-ray)"
         ) from exc
+    return RayTaskRunner()
+
+
+def dask_task_runner(sweep: SweepConfig) -> Any:
+    from prefect_dask import DaskTaskRunner
+
+    if sweep.dask_address:
+        return DaskTaskRunner(address=sweep.dask_address)
+    # One single-threaded worker process per trial slot: a trial is one training run, and two in one process would
+    # share its torch threads and its memory; no dashboard (it would bind a port).
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": sweep.parallel_trials,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
 
 
 def flow_with_task_runner(pipeline_flow: Flow) -> Callable[..., Any]:

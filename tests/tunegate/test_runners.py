@@ -1,0 +1,213 @@
+"""Trials on a real Dask cluster: a scheduler and two worker processes started by the test (loopback only), the
+finetune flow's sweep submitted to it, trials reporting to the shared Optuna study from the workers, and a
+worker killed mid-trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.flows.test_finetune import TINY
+from tunegate.config import SweepConfig, load_config
+from tunegate.errors import InputError
+from tunegate.runners import task_runner_for
+from tunegate.tracking import OWNER_PID_TAG, mlflow_client
+
+DEMO_DATA = REPO / "demo" / "data"
+# A worker's first trial imports torch and transformers (~10 s); the cluster is up in ~3 s.
+READY_SECONDS = 60
+
+
+def test_ray_without_its_extra_is_a_one_line_error_naming_it():
+    with pytest.raises(InputError) as raised:
+        task_runner_for(SweepConfig(task_runner="ray"))
+    assert str(raised.value) == (
+        "sweep.task_runner=ray: Ray is optional; install it with `pip install -e '.[ray]'` (prefect-ray)"
+    )
+
+
+def test_a_dask_runner_connects_to_the_configured_scheduler_or_builds_a_local_cluster_of_processes():
+    remote = task_runner_for(SweepConfig(task_runner="dask", dask_address="tcp://127.0.0.1:8786"))
+    local = task_runner_for(SweepConfig(task_runner="dask", parallel_trials=3))
+    assert (remote.address, remote.cluster_kwargs) == ("tcp://127.0.0.1:8786", {})
+    assert local.address is None
+    assert local.cluster_kwargs == {
+        "n_workers": 3,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def dask_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "dask"), *args]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """`dask scheduler` and two `dask worker` processes (no nanny: the worker pid is the process that trains),
+    each in its own process group, all ended afterwards; shared by this module's tests (the one that kills a
+    worker runs last). The workers report to this session's Prefect server and
+    run in the repository, as a user's workers run where the config's relative paths (demo/base_model) resolve."""
+    from prefect.settings import PREFECT_API_URL
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO)}
+    log = open(tmp_path_factory.mktemp("dask") / "dask.log", "wb")  # noqa: SIM115 (closed below)
+    scheduler = subprocess.Popen(
+        dask_command("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        cwd=REPO,
+    )
+    workers = [
+        subprocess.Popen(
+            dask_command("worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=REPO,
+        )
+        for _ in range(2)
+    ]
+    processes = [scheduler, *workers]
+    try:
+        wait_for_workers(address, 2)
+        yield address, workers
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+    assert [process.poll() is not None for process in processes] == [True, True, True]
+
+
+def wait_for_workers(address: str, count: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=READY_SECONDS) as client:
+        client.wait_for_workers(count, timeout=READY_SECONDS)
+
+
+def dask_config(tmp_path: Path, address: str, n_trials: int):
+    return load_config(
+        REPO / "deployments" / "demo.yaml",
+        [
+            f"home={tmp_path / 'home'}",
+            f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",
+            f"data.sources.1.path={DEMO_DATA / 'replies.jsonl'}",
+            *TINY,
+            f"sweep.n_trials={n_trials}",
+            "sweep.parallel_trials=2",
+            "sweep.task_runner=dask",
+            f"sweep.dask_address={address}",
+        ],
+    )
+
+
+def trial_owners(result) -> dict[int, str]:
+    import optuna
+
+    from tasks.sweep import optuna_storage
+
+    study = optuna.load_study(study_name=result.sweep.study_name, storage=optuna_storage(result.sweep.storage))
+    return {t.number: (t.state.name, t.user_attrs["owner"][OWNER_PID_TAG]) for t in study.get_trials()}
+
+
+@pytest.mark.slow
+def test_trials_run_in_the_dask_workers_and_report_to_the_shared_study(tmp_path, dask_cluster):
+    from flows.finetune import finetune
+    from tunegate.runners import flow_with_task_runner
+
+    address, workers = dask_cluster
+    result = flow_with_task_runner(finetune)(dask_config(tmp_path, address, n_trials=2))
+    owners = trial_owners(result)
+    assert sorted(owners) == [0, 1]
+    assert {state for state, _ in owners.values()} <= {"COMPLETE", "PRUNED"}
+    # Two at a time: both workers trained, and the flow process trained none.
+    assert {pid for _, pid in owners.values()} == {str(worker.pid) for worker in workers}
+    client = mlflow_client(result.tracking.uri)
+    nested = client.search_runs(
+        [result.tracking.experiment_id], f"tags.mlflow.parentRunId = '{result.tracking.parent_run_id}'"
+    )
+    assert sorted(run.data.tags["optuna.trial"] for run in nested) == ["0", "1"]
+    assert result.registered.version == "1"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_no_trial_running(tmp_path, dask_cluster):
+    """Dask gives the lost trial to the surviving worker, which resumes it (same trial, same directory)."""
+    import optuna
+
+    from flows.finetune import finetune
+    from tasks.sweep import optuna_storage
+    from tunegate.runners import flow_with_task_runner
+
+    address, workers = dask_cluster
+    config = dask_config(tmp_path, address, n_trials=2)
+    outcome: dict = {}
+    run = threading.Thread(target=lambda: outcome.update(result=flow_with_task_runner(finetune)(config)))
+    run.start()
+    storage = optuna_storage(f"journal:{config.home_path() / 'optuna' / 'journal.log'}")
+    victim = wait_for_a_running_trial_in(storage, workers)
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    run.join(timeout=600)
+    result = outcome["result"]
+    owners = trial_owners(result)
+    assert sorted(owners) == [0, 1]
+    assert {state for state, _ in owners.values()} <= {"COMPLETE", "PRUNED"}
+    survivor = next(worker for worker in workers if worker is not victim)
+    assert {pid for _, pid in owners.values()} == {str(survivor.pid)}
+    assert (
+        optuna.load_study(study_name=result.sweep.study_name, storage=storage).get_trials(
+            states=(optuna.trial.TrialState.RUNNING,)
+        )
+        == []
+    )
+
+
+def wait_for_a_running_trial_in(storage, workers: list[subprocess.Popen]) -> subprocess.Popen:
+    """The worker that owns a RUNNING trial, once one does (its checkpoint directory exists by then)."""
+    import optuna
+
+    pids = {str(worker.pid): worker for worker in workers}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            summaries = optuna.get_all_study_names(storage)
+        except Exception:  # the journal does not exist yet
+            summaries = []
+        for name in summaries:
+            for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+                pid = trial.user_attrs.get("owner", {}).get(OWNER_PID_TAG)
+                if trial.state == optuna.trial.TrialState.RUNNING and pid in pids:
+                    return pids[pid]
+        time.sleep(0.5)
+    raise AssertionError("no trial started in a Dask worker within 300 s")
