@@ -49,9 +49,12 @@ bench: install
 bench-%: install
 	$(BIN)/python -m bench.$(subst -,_,$*)
 
-# Prefect server + process worker + MLflow UI on 127.0.0.1 (PREFECT_PORT=4200, MLFLOW_PORT=5000 by default).
+# Prefect server + process worker + MLflow server on 127.0.0.1 (PREFECT_PORT=4200, MLFLOW_PORT=5000 by default).
+# DB=postgres also starts a PostgreSQL cluster (PG_PORT=5433) under .tunegate/services/postgres that holds the
+# Prefect server's database, the MLflow server's store and a database for Optuna studies.
+DB ?= sqlite
 serve: install
-	$(BIN)/python -m tunegate.services start
+	$(BIN)/python -m tunegate.services start --db $(DB)
 
 # Ends exactly the processes `make serve` started (recorded in .tunegate/services/services.json).
 stop:

@@ -25,11 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tunegate.errors import InputError
+from tunegate.postgres import PostgresCluster, postgres_binary
 
 HOST = "127.0.0.1"  # never 0.0.0.0: neither server has authentication
 WORK_POOL = "tunegate-local"  # the pool prefect.yaml's deployments use
 DEFAULT_STATE_DIR = Path(".tunegate/services")
 DEFAULT_MLFLOW_STORE = Path(".tunegate/mlflow.db")
+ASYNCPG, PSYCOPG = "postgresql+asyncpg", "postgresql+psycopg"  # the Prefect server's driver; MLflow's (psycopg 3)
 # A cold Prefect server (database migrations) takes ~15 s on 2 cores; MLflow's first start ~10 s.
 READY_TIMEOUT_SECONDS = 120.0
 # What SIGTERM gets before SIGKILL: the server and worker shut down in 1-3 s.
@@ -52,6 +54,7 @@ class Service:
 class Ports:
     prefect: int = 4200
     mlflow: int = 5000
+    postgres: int = 5433  # not 5432: a system PostgreSQL may hold that one
 
 
 def executable(name: str) -> str:
@@ -78,17 +81,28 @@ def start(
     ports: Ports | None = None,
     mlflow_store: Path = DEFAULT_MLFLOW_STORE,
     extra_env: dict[str, str] | None = None,
+    db: str = "sqlite",
 ) -> list[Service]:
-    """Start server, pool, worker and MLflow UI; on any failure stop what was started and raise."""
+    """Start server, pool, worker and MLflow UI (with `db="postgres"`: first a PostgreSQL cluster that holds the
+    Prefect server's database and the MLflow server's store); on any failure stop what was started and raise."""
     ports = ports or Ports()
     if running(state_dir):
         raise InputError(f"{state_dir / 'services.json'}: services already running; run `make stop` first")
-    for port in (ports.prefect, ports.mlflow):
+    for port in (ports.prefect, ports.mlflow, *((ports.postgres,) if db == "postgres" else ())):
         require_free_port(port)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     env = prefect_env(state_dir, ports, extra_env or {})
+    mlflow_env = {**os.environ, **(extra_env or {})}
     started: list[Service] = []
     try:
+        if db == "postgres":
+            cluster = PostgresCluster(state_dir / "postgres", ports.postgres)
+            started.append(postgres_service(cluster))
+            save(state_dir, started)
+            # The password travels as PGPASSWORD (asyncpg and psycopg read it), never inside a URL or a file of
+            # ours; the worker's flow runs inherit it for the Optuna storage.
+            env |= {**cluster.client_env(), "PREFECT_SERVER_DATABASE_CONNECTION_URL": cluster.url("prefect", ASYNCPG)}
+            mlflow_env |= cluster.client_env()
         server = launch(
             "prefect-server",
             [executable("prefect"), "server", "start", "--host", HOST, "--port", str(ports.prefect)],
@@ -110,10 +124,11 @@ def start(
             )
         )
         save(state_dir, started)
+        store = f"sqlite:///{mlflow_store.resolve()}" if db == "sqlite" else cluster.url("mlflow", PSYCOPG)
         mlflow_ui = launch(
             "mlflow-ui",
-            mlflow_command(mlflow_store, ports.mlflow),
-            {**os.environ, **(extra_env or {})},
+            mlflow_command(store, ports.mlflow, state_dir / "mlartifacts"),
+            mlflow_env,
             state_dir,
             f"http://{HOST}:{ports.mlflow}",
         )
@@ -126,8 +141,11 @@ def start(
     return started
 
 
-def mlflow_command(store: Path, port: int) -> list[str]:
-    store.parent.mkdir(parents=True, exist_ok=True)
+def mlflow_command(store: str, port: int, artifacts: Path) -> list[str]:
+    """An MLflow tracking server on `store` (SQLite file or PostgreSQL) that also serves the artifacts it stores
+    under `artifacts`, so clients need no access to its disk."""
+    if store.startswith("sqlite:///"):
+        Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return [
         executable("mlflow"),
         "server",
@@ -138,8 +156,21 @@ def mlflow_command(store: Path, port: int) -> list[str]:
         "--workers",
         "1",
         "--backend-store-uri",
-        f"sqlite:///{store.resolve()}",
+        store,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(artifacts.resolve()),
     ]
+
+
+def postgres_service(cluster: PostgresCluster) -> Service:
+    """Start the cluster (pg_ctl daemonizes it) and record its postmaster like a launched service."""
+    import psutil
+
+    pid = cluster.start()
+    command = [postgres_binary("pg_ctl"), "-D", str(cluster.data.resolve()), "start"]
+    log = str(cluster.directory / "postgres.log")
+    return Service("postgres", pid, command, cluster.url("postgres"), log, psutil.Process(pid).create_time())
 
 
 def launch(name: str, command: list[str], env: dict[str, str], state_dir: Path, url: str | None) -> Service:
@@ -239,6 +270,8 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     for service in reversed(load(state_dir)):
         if not alive(service):
             continue
+        if service.name == "postgres":  # a clean shutdown flushes its data; signals are the fallback below
+            PostgresCluster(Path(service.command[2]).parent, 0).stop()
         leader = psutil.Process(service.pid)  # before signalling: once it exits, its pid may be gone
         descendants = leader.children(recursive=True)
         signal_group(service.pid, signal.SIGTERM)
@@ -272,10 +305,19 @@ def signal_process(process: object, signum: int) -> None:
 def describe(services: list[Service], state_dir: Path) -> str:
     by_name = {service.name: service for service in services}
     prefect, mlflow_ui = by_name["prefect-server"].url, by_name["mlflow-ui"].url
+    shared_state = []
+    if "postgres" in by_name:
+        optuna_url = by_name["postgres"].url.rsplit("/", 1)[0] + "/optuna"
+        shared_state = [
+            f"PostgreSQL   {by_name['postgres'].url} (databases optuna, mlflow, prefect)",
+            f"  export PGPASSWORD=$(cat {state_dir / 'postgres' / 'password'})  # unless TUNEGATE_PG_PASSWORD is set",
+            f"  config: sweep.storage: {optuna_url}   registry.tracking_uri: {mlflow_ui}",
+        ]
     return "\n".join(
         [
             f"Prefect UI   {prefect}",
             f"MLflow UI    {mlflow_ui}",
+            *shared_state,
             f"Worker       pool '{WORK_POOL}' (process), logs in {state_dir / 'logs'}",
             "",
             "In the shell you deploy and trigger from:",
@@ -293,11 +335,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("PREFECT_PORT", 4200)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", 5000)))
+    parser.add_argument("--postgres-port", type=int, default=int(os.environ.get("PG_PORT", 5433)))
     parser.add_argument("--mlflow-store", type=Path, default=DEFAULT_MLFLOW_STORE)
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres"],
+        default=os.environ.get("DB") or "sqlite",
+        help="where the Prefect server and MLflow keep their state (postgres: a PostgreSQL cluster on 127.0.0.1)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            services = start(args.state_dir, Ports(args.prefect_port, args.mlflow_port), args.mlflow_store)
+            ports = Ports(args.prefect_port, args.mlflow_port, args.postgres_port)
+            services = start(args.state_dir, ports, args.mlflow_store, db=args.db)
             print(describe(services, args.state_dir))
         elif args.action == "stop":
             stopped = stop(args.state_dir)

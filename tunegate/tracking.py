@@ -68,12 +68,16 @@ def mlflow_client(uri: str) -> Any:
 
 
 def experiment_id(client: Any, name: str, home: Path) -> str:
-    """The experiment's id, created with an absolute artifact location under home (never the CWD)."""
+    """The experiment's id. With a local store it is created with an absolute artifact location under home (never
+    the CWD); a tracking server chooses its own (`mlflow-artifacts:/…`, proxied by `--serve-artifacts`), so clients
+    on other machines upload through it instead of writing to a path only this one has."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
+    served = client.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else (home / "mlartifacts").as_uri()
     try:
-        return client.create_experiment(name, artifact_location=(home / "mlartifacts").as_uri())
+        return client.create_experiment(name, artifact_location=location)
     except Exception:  # another run created it in between
         return client.get_experiment_by_name(name).experiment_id
 
