@@ -50,15 +50,19 @@ def refit(job: TrainingJob, with_val: bool, tracking: TrackingRef) -> TrainedMod
 
     recipe, plan = job.recipe, job.plan
     with tracking.child_run(f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}") as run:
-        for name in LOGGED_RECIPE:
+        for name in (*LOGGED_RECIPE, "processes"):
             run.client.log_param(run.run_id, name, getattr(recipe, name))
         run.client.log_param(run.run_id, "max_steps", plan.max_steps)
-        result = job.run(
-            job.directory("train/refit", __file__, fingerprint_value(with_val)),
-            on_evaluate=lambda step, metrics: log_metrics(run.client, run.run_id, metrics, step),
-            callbacks=[MlflowMetrics(run.client, run.run_id), TrainingProgress(plan.max_steps)],
-            train_on_val_too=with_val,
-        )
+        out_dir = job.directory("train/refit", __file__, fingerprint_value(with_val))
+        if recipe.processes > 1:
+            result = job.run_in_processes(out_dir, (tracking.uri, run.run_id), train_on_val_too=with_val)
+        else:
+            result = job.run(
+                out_dir,
+                on_evaluate=lambda step, metrics: log_metrics(run.client, run.run_id, metrics, step),
+                callbacks=[MlflowMetrics(run.client, run.run_id), TrainingProgress(plan.max_steps)],
+                train_on_val_too=with_val,
+            )
         log_metrics(run.client, run.run_id, run_summary_metrics(result), step=result.steps)
     adapter = AdapterRef.of(result.adapter_dir, result.method)
     return TrainedModel(result=result, adapter=adapter, source="refit", mlflow_run_id=run.run_id)

@@ -73,12 +73,15 @@ def final_plan(config: PipelineConfig, train_rows: int, val_rows: int) -> Traini
     """The candidate's plan. Without refit it equals the trial plan (the best trial is the candidate); a refit on
     train + val has more rows, so more steps, and keeps its last checkpoint (val is no longer held out)."""
     with_val = config.sweep.final == "refit" and config.sweep.refit_with_val
-    budget = final_budget(config.train, train_rows + (val_rows if with_val else 0))
+    processes = config.train.processes if config.sweep.final == "refit" else 1
+    budget = final_budget(config.train, train_rows + (val_rows if with_val else 0), processes)
     return _plan(config, budget, keep_best_checkpoint=not with_val)
 
 
-def final_budget(train: TrainConfig, rows: int) -> int:
-    return final_budget_steps(train.epochs, train.max_steps, rows, train.batch_size * train.gradient_accumulation_steps)
+def final_budget(train: TrainConfig, rows: int, processes: int = 1) -> int:
+    """Steps for `train.epochs` over `rows` at the global batch (`processes` each take batch_size rows a step)."""
+    rows_per_step = train.batch_size * train.gradient_accumulation_steps * processes
+    return final_budget_steps(train.epochs, train.max_steps, rows, rows_per_step)
 
 
 def _plan(config: PipelineConfig, budget: int, keep_best_checkpoint: bool) -> TrainingPlan:

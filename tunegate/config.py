@@ -198,6 +198,13 @@ class TrainConfig(StrictModel):
         default="auto", description="auto: bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."
     )
     seed: int = Field(default=0, ge=0, description="Seed of initialisation and data order.")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        description="Processes a refit trains with (torchrun: DDP over gloo on CPU, NCCL on GPUs; rank 0 logs and "
+        "saves); batch_size is per process, so the global batch is processes x batch_size x "
+        "gradient_accumulation_steps. Trials train in one process each (they run side by side instead).",
+    )
     health: HealthConfig = Field(
         default_factory=HealthConfig, description="When a run counts as unhealthy (flagged, never promoted)."
     )
@@ -394,6 +401,15 @@ class PipelineConfig(StrictModel):
         if labelled and not self.task.labels:
             raise ValueError(
                 f"task.labels is empty but sources {labelled} are labelled (set the labels or labelled: false)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _processes_need_a_refit(self) -> PipelineConfig:
+        if self.train.processes > 1 and self.sweep.final != "refit":
+            raise ValueError(
+                f"train.processes={self.train.processes} trains the refit; with sweep.final={self.sweep.final} "
+                "the best trial (one process) is the candidate: set sweep.final: refit"
             )
         return self
 

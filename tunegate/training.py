@@ -54,7 +54,9 @@ class TrainingJob(BaseModel):
 
     @classmethod
     def for_trials(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
-        return cls.of(config, split, trial_plan(config, split.train.rows))
+        """Trials train in one process each (`train.processes` is the refit's)."""
+        job = cls.of(config, split, trial_plan(config, split.train.rows))
+        return job.model_copy(update={"recipe": job.recipe.model_copy(update={"processes": 1})})
 
     @classmethod
     def for_candidate(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
@@ -96,6 +98,21 @@ class TrainingJob(BaseModel):
         train_rows = pd.concat([self.train.read(), val_rows], ignore_index=True) if train_on_val_too else None
         rows = self.train.read() if train_rows is None else train_rows
         return run_training(rows, val_rows, self.model, self.recipe, self.plan, out_dir, on_evaluate, callbacks)
+
+    def run_in_processes(self, out_dir: Path, tracking: tuple[str, str] | None, train_on_val_too: bool) -> TrainResult:
+        """Train this job as `recipe.processes` processes (torchrun, DDP); rank 0 logs to `tracking` (uri, run id)
+        and saves. The hooks of `run` cannot cross into other processes: metrics go to MLflow directly."""
+        from tunegate.distributed import DistributedRun, run_in_processes
+
+        uri, run_id = tracking or (None, None)
+        spec = DistributedRun(
+            job=self.model_dump(mode="json"),
+            out_dir=str(out_dir),
+            train_on_val_too=train_on_val_too,
+            mlflow_uri=uri,
+            mlflow_run_id=run_id,
+        )
+        return run_in_processes(spec, self.recipe.processes)
 
 
 def run_training(
@@ -301,6 +318,8 @@ def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoint
 
 def save_trained(trainer: Any, tokenizer: Any, prompt_format: PromptFormat, adapter_dir: Path) -> Path:
     """The best weights (adapter only for LoRA), the tokenizer and the prompt format, in one directory."""
+    if not trainer.is_world_process_zero():  # one writer when several processes train (DDP): rank 0
+        return adapter_dir
     adapter_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
     sort_target_modules(adapter_dir / "adapter_config.json")

@@ -1,7 +1,8 @@
 """Scale-out on real engines, loopback only: what `make serve DB=postgres` starts (a PostgreSQL cluster, the
 Prefect server on it, a process worker, an MLflow tracking server on it that serves the artifacts), a Dask
 scheduler with 2 worker processes, and the finetune flow with 2 trials at a time on the cluster, its study in
-PostgreSQL and its runs and model on the server. Every process started here is ended afterwards."""
+PostgreSQL, a refit trained by 2 processes (DDP over gloo) and its runs and model on the server. Every process
+started here is ended afterwards."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_
             f"sweep.dask_address={address}",
             f"sweep.storage={shared_state['optuna']}",
             f"registry.tracking_uri={shared_state['mlflow']}",
+            "sweep.final=refit",
+            "train.processes=2",
         ],
     )
     result = flow_with_task_runner(finetune)(config)
@@ -96,7 +99,13 @@ def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_
     nested = client.search_runs(
         [result.tracking.experiment_id], f"tags.mlflow.parentRunId = '{result.tracking.parent_run_id}'"
     )
-    assert sorted(run.data.tags["optuna.trial"] for run in nested) == ["0", "1"]
+    trials = [run for run in nested if "optuna.trial" in run.data.tags]
+    assert sorted(run.data.tags["optuna.trial"] for run in trials) == ["0", "1"]
+    # The refit trained as 2 processes; rank 0 logged its metrics to its run on the server.
+    (refit,) = [run for run in nested if run.info.run_name.startswith("final-training")]
+    assert refit.data.params["processes"] == "2" and refit.info.status == "FINISHED"
+    assert "train_loss" in refit.data.metrics and "val_loss" in refit.data.metrics
+    assert result.trained.source == "refit" and (Path(result.trained.adapter.path).parent / "result.json").exists()
     assert client.get_experiment(result.tracking.experiment_id).artifact_location.startswith("mlflow-artifacts:/")
     assert list((shared_state["state_dir"] / "mlartifacts").rglob("adapter_model.safetensors")) != []
     assert not (tmp_path / "home" / "mlartifacts").exists()
