@@ -537,9 +537,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise InputError(f"{config_path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     if not isinstance(document, dict):
         raise InputError(f"{config_path}: expected a mapping at the top level")
+    check_no_passwords(document, config_path)
     for assignment in overrides or []:
         apply_override(document, *parse_override(assignment))
     return validate_config(document, str(config_path))
+
+
+# URL fields whose password has a place in the environment instead of a config file (files are committed, and
+# Prefect stores a deployment's parameters).
+URL_FIELDS = {("sweep", "storage"): "PGPASSWORD", ("registry", "tracking_uri"): "MLFLOW_TRACKING_PASSWORD"}
+
+
+def check_no_passwords(document: dict[str, Any], config_path: Path) -> None:
+    """A config file never holds a password: the URLs in it name the user, the environment holds the secret."""
+    from urllib.parse import urlsplit
+
+    for (section, field), variable in URL_FIELDS.items():
+        value = (document.get(section) or {}).get(field) if isinstance(document.get(section), dict) else None
+        if isinstance(value, str) and "://" in value and urlsplit(value).password:
+            raise InputError(
+                f"{config_path}: {section}.{field} holds a password ({redact(value)}); keep secrets out of config "
+                f"files: drop it from the URL and set {variable} in the environment"
+            )
 
 
 def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:

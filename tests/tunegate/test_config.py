@@ -75,3 +75,27 @@ def test_the_config_json_schema_carries_descriptions_for_the_prefect_form():
     dedup = schema["$defs"]["DedupConfig"]["properties"]["threshold"]
     assert dedup["description"].startswith("Jaccard similarity of word shingles")
     assert dedup["default"] == 0.85
+
+
+def test_a_password_in_a_config_file_is_refused_and_the_environment_named(tmp_path):
+    config = tmp_path / "team.yaml"
+    config.write_text(DEMO_CONFIG.read_text() + "sweep:\n  storage: postgresql://tunegate:s3cret@db:5433/optuna\n")
+    with pytest.raises(InputError) as raised:
+        load_config(config)
+    assert str(raised.value) == (
+        f"{config}: sweep.storage holds a password (postgresql://tunegate:***@db:5433/optuna); keep secrets out of "
+        "config files: drop it from the URL and set PGPASSWORD in the environment"
+    )
+    config.write_text(DEMO_CONFIG.read_text() + "sweep:\n  storage: postgresql://tunegate@db:5433/optuna\n")
+    assert load_config(config).sweep.storage == "postgresql://tunegate@db:5433/optuna"
+
+
+def test_several_training_processes_need_a_refit():
+    with pytest.raises(InputError) as raised:
+        load_config(DEMO_CONFIG, ["train.processes=2"])
+    assert str(raised.value) == (
+        f"{DEMO_CONFIG}: train.processes=2 trains the refit; with sweep.final=best_trial the best trial (one "
+        "process) is the candidate: set sweep.final: refit"
+    )
+    config = load_config(DEMO_CONFIG, ["train.processes=2", "sweep.final=refit"])
+    assert config.train.processes == 2

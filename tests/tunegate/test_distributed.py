@@ -73,3 +73,47 @@ def test_two_processes_learn_as_much_from_distinct_rows(tmp_path):
     two = job(tmp_path / "two", rows, 2).run_in_processes(tmp_path / "two" / "run", None, False)
     assert losses(two)[-1] < losses(two)[0]
     torch.testing.assert_close(losses(two)[-1], losses(one)[-1], rtol=0.05, atol=0.0)
+
+
+def test_a_multi_process_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
+    """kill -9 of torchrun and both ranks mid-run; the rerun resumes every rank from the last intact checkpoint."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    from tunegate.training import last_complete_checkpoint
+
+    two = job(tmp_path, ticket_rows(64), 2)
+    patient = two.recipe.model_copy(update={"early_stopping_patience": 100})  # all 24 steps, whatever the loss does
+    two = two.model_copy(update={"plan": fixed_plan(24, list(range(4, 25, 4))), "recipe": patient})
+    out = tmp_path / "run"
+    failures: list[Exception] = []
+
+    def train() -> None:
+        try:
+            two.run_in_processes(out, None, False)
+        except RuntimeError as failed:  # the launch the test kills
+            failures.append(failed)
+
+    first = threading.Thread(target=train)
+    first.start()
+    deadline = time.monotonic() + 300
+    while "checkpoint-8" not in str(last_complete_checkpoint(out / "checkpoints")):
+        assert first.is_alive(), "training finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    launched = [
+        p for p in psutil.Process().children(recursive=True) if "torch.distributed.run" in " ".join(p.cmdline())
+    ]
+    family = [process for launcher in launched for process in (launcher, *launcher.children(recursive=True))]
+    assert len(family) == 3  # torchrun and its 2 ranks
+    for process in family:
+        process.send_signal(signal.SIGKILL)
+    first.join(timeout=60)
+    assert len(failures) == 1 and "2-process training failed" in str(failures[0])
+    killed_at = int(Path(last_complete_checkpoint(out / "checkpoints")).name.split("-")[1])
+    assert 8 <= killed_at < 24
+    resumed = two.run_in_processes(out, None, False)
+    assert (resumed.resumed_from_step, resumed.steps) == (killed_at, 24)
