@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from tunegate.refs import write_text_atomic
 from tunegate.stage_results import TrainResult
+from tunegate.training import TrainingJob, log_metrics, run_training
 
 SPEC_FILE, RESULT_FILE, LOG_FILE = "distributed.json", "result.json", "distributed.log"
 
@@ -28,7 +29,7 @@ SPEC_FILE, RESULT_FILE, LOG_FILE = "distributed.json", "result.json", "distribut
 class DistributedRun(BaseModel):
     """One training run for torchrun's processes to share."""
 
-    job: dict = Field(description="The TrainingJob, as JSON (imported lazily in the ranks).")
+    job: TrainingJob = Field(description="What to train: rows by reference, model, recipe, plan, home.")
     out_dir: str
     train_on_val_too: bool = False
     mlflow_uri: str | None = Field(default=None, description="Where rank 0 logs metrics (None: nowhere).")
@@ -58,10 +59,8 @@ def run_in_processes(spec: DistributedRun, processes: int) -> TrainResult:
 
 def main(spec_path: str) -> None:
     """One rank: train, and on rank 0 log and write the result."""
-    from tunegate.training import TrainingJob, log_metrics, run_training
-
     spec = DistributedRun.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
-    job = TrainingJob.model_validate(spec.job)
+    job = spec.job
     lead = int(os.environ.get("RANK", "0")) == 0
     on_evaluate, callbacks = None, []
     if lead and spec.mlflow_uri and spec.mlflow_run_id:

@@ -106,7 +106,7 @@ class TrainingJob(BaseModel):
 
         uri, run_id = tracking or (None, None)
         spec = DistributedRun(
-            job=self.model_dump(mode="json"),
+            job=self,
             out_dir=str(out_dir),
             train_on_val_too=train_on_val_too,
             mlflow_uri=uri,
