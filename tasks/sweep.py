@@ -93,7 +93,7 @@ def study_name(
             "objective_rows",
         }
     )
-    recipe = train.model_dump(exclude={"lora_r", "learning_rate", "processes"})  # trials train in one process
+    recipe = train.model_dump(exclude={"lora_r", "learning_rate", "processes", "sharding"})  # trials: 1 process
     return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"
 
 

@@ -205,6 +205,12 @@ class TrainConfig(StrictModel):
         "saves); batch_size is per process, so the global batch is processes x batch_size x "
         "gradient_accumulation_steps. Trials train in one process each (they run side by side instead).",
     )
+    sharding: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="With processes > 1: ddp keeps a full model copy per process; fsdp shards parameters, gradients "
+        "and optimizer state across GPUs (transformers' FSDP, auto-wrapped by the model's layers) for models that "
+        "do not fit one device. fsdp needs CUDA: on CPU transformers runs the processes as DDP.",
+    )
     health: HealthConfig = Field(
         default_factory=HealthConfig, description="When a run counts as unhealthy (flagged, never promoted)."
     )

@@ -56,7 +56,8 @@ class TrainingJob(BaseModel):
     def for_trials(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
         """Trials train in one process each (`train.processes` is the refit's)."""
         job = cls.of(config, split, trial_plan(config, split.train.rows))
-        return job.model_copy(update={"recipe": job.recipe.model_copy(update={"processes": 1})})
+        one_process = job.recipe.model_copy(update={"processes": 1, "sharding": "ddp"})
+        return job.model_copy(update={"recipe": one_process})
 
     @classmethod
     def for_candidate(cls, config: PipelineConfig, split: SplitResult) -> TrainingJob:
@@ -102,8 +103,15 @@ class TrainingJob(BaseModel):
     def run_in_processes(self, out_dir: Path, tracking: tuple[str, str] | None, train_on_val_too: bool) -> TrainResult:
         """Train this job as `recipe.processes` processes (torchrun, DDP); rank 0 logs to `tracking` (uri, run id)
         and saves. The hooks of `run` cannot cross into other processes: metrics go to MLflow directly."""
+        import torch
+
         from tunegate.distributed import DistributedRun, run_in_processes
 
+        if self.recipe.sharding == "fsdp" and not torch.cuda.is_available():
+            raise InputError(
+                "train.sharding=fsdp needs CUDA GPUs; on CPU transformers trains the processes as DDP "
+                "(use train.sharding: ddp)"
+            )
         uri, run_id = tracking or (None, None)
         spec = DistributedRun(
             job=self,
@@ -313,7 +321,16 @@ def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoint
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not sys.stderr.isatty(),
         **mixed_precision(train_config.precision),
+        **sharding_arguments(train_config),
     )
+
+
+def sharding_arguments(train_config: TrainConfig) -> dict[str, Any]:
+    """FSDP for a multi-process run that asks for it: full sharding, wrapped at the model's own no-split layers
+    (its decoder layers); `use_orig_params` so PEFT's frozen and trainable parameters can share a flat shard."""
+    if train_config.sharding != "fsdp" or train_config.processes < 2:
+        return {}
+    return {"fsdp": "full_shard auto_wrap", "fsdp_config": {"use_orig_params": True}}
 
 
 def save_trained(trainer: Any, tokenizer: Any, prompt_format: PromptFormat, adapter_dir: Path) -> Path:

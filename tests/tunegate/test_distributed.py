@@ -117,3 +117,24 @@ def test_a_multi_process_run_killed_with_sigkill_resumes_from_its_last_checkpoin
     assert 8 <= killed_at < 24
     resumed = two.run_in_processes(out, None, False)
     assert (resumed.resumed_from_step, resumed.steps) == (killed_at, 24)
+
+
+def test_fsdp_without_cuda_is_a_one_line_error_before_any_process_starts(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from tunegate.errors import InputError
+    from tunegate.training import sharding_arguments
+
+    sharded = job(tmp_path, ticket_rows(8), 2)
+    sharded = sharded.model_copy(update={"recipe": sharded.recipe.model_copy(update={"sharding": "fsdp"})})
+    with pytest.raises(InputError) as raised:
+        sharded.run_in_processes(tmp_path / "run", None, False)
+    assert str(raised.value) == (
+        "train.sharding=fsdp needs CUDA GPUs; on CPU transformers trains the processes as DDP (use train.sharding: ddp)"
+    )
+    assert not (tmp_path / "run").exists()
+    assert sharding_arguments(sharded.recipe) == {
+        "fsdp": "full_shard auto_wrap",
+        "fsdp_config": {"use_orig_params": True},
+    }
+    assert sharding_arguments(sharded.recipe.model_copy(update={"processes": 1})) == {}
