@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ def task_runner_for(sweep: SweepConfig) -> Any:
         raise InputError(
             "sweep.task_runner=ray: Ray is optional; install it with `pip install -e '.[ray]'` (prefect-ray)"
         ) from exc
-    return RayTaskRunner()
+    # A local Ray of parallel_trials CPUs, no dashboard (it would bind a port); RAY_ADDRESS joins an existing cluster.
+    init = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": sweep.parallel_trials, "include_dashboard": False}
+    return RayTaskRunner(init_kwargs=init)
 
 
 def dask_task_runner(sweep: SweepConfig) -> Any:

@@ -27,7 +27,8 @@ DEMO_DATA = REPO / "demo" / "data"
 READY_SECONDS = 60
 
 
-def test_ray_without_its_extra_is_a_one_line_error_naming_it():
+def test_ray_without_its_extra_is_a_one_line_error_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # as where the extra is not installed: import fails
     with pytest.raises(InputError) as raised:
         task_runner_for(SweepConfig(task_runner="ray"))
     assert str(raised.value) == (
@@ -200,3 +201,23 @@ def wait_for_a_running_trial_in(storage, workers: list[subprocess.Popen]) -> sub
                     return pids[pid]
         time.sleep(0.5)
     raise AssertionError("no trial started in a Dask worker within 300 s")
+
+
+@pytest.mark.slow
+def test_trials_run_in_ray_workers_when_the_extra_is_installed(tmp_path, monkeypatch):
+    """The optional Ray runner, for real: a local Ray of 2 CPUs runs the two trials in its worker processes."""
+    pytest.importorskip("prefect_ray", reason="the optional ray extra is not installed (pip install -e '.[ray]')")
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.finetune import finetune
+    from tunegate.runners import flow_with_task_runner
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))  # Ray's workers report to this server
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = dask_config(tmp_path, "unused", n_trials=2).model_copy(deep=True)
+    config.sweep.task_runner, config.sweep.dask_address = "ray", None
+    result = flow_with_task_runner(finetune)(config)
+    owners = trial_owners(result)
+    assert sorted(owners) == [0, 1] and {state for state, _ in owners.values()} <= {"COMPLETE", "PRUNED"}
+    assert str(os.getpid()) not in {pid for _, pid in owners.values()}  # trained in Ray's processes
+    assert result.registered.version == "1"
