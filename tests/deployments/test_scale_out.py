@@ -93,6 +93,10 @@ def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_
     assert sorted(t.number for t in trials) == [0, 1]
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert {t.user_attrs["owner"]["tunegate.pid"] for t in trials} == {str(w.pid) for w in workers}
+    # The pruner's input: each worker reported its trial's objective to the study at the rungs it reached (step 2;
+    # step 6 too when it completed).
+    assert all(2 in t.intermediate_values for t in trials)
+    assert all(6 in t.intermediate_values for t in trials if t.state.name == "COMPLETE")
 
     # The runs are nested on the server, and the artifacts went through it (to its destination, not to home).
     client = mlflow_client(shared_state["mlflow"])
