@@ -136,7 +136,9 @@ def target_token_loss(
     for input_ids, attention_mask, labels in batches_of(
         encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
     ):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        # Prompt tuning and P-tuning prepend their virtual tokens' positions to the logits: score the input's only.
+        logits = logits[:, logits.size(1) - input_ids.size(1) : -1]
         targets = labels[:, 1:]
         losses = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"

@@ -33,13 +33,13 @@ from tunegate.progress import SWEEP_KEY, ProgressArtifact, sweep_description
 from tunegate.refs import AdapterRef, write_text_atomic
 from tunegate.retrying import retry_unless_input_error
 from tunegate.scoring import tie_broken
+from tunegate.search_space import ordered_params, search_space, short_params
 from tunegate.secrets import redact
 from tunegate.stage_results import ChosenTrial, StudyRef, SweepResult, TrainResult
 from tunegate.stages import run_logger, verified
 from tunegate.tracking import ChildRun, TrackingRef, owner_is_dead, owner_tags
 from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
 
-SEARCH_PARAMS = ("lora_r", "learning_rate")
 RESULT_ATTR = "result"  # the trial's TrialResult as JSON, on the Optuna trial
 QUEUED_ATTR = "queued"  # why a trial's point was queued (warm start, a re-run of a trial that died)
 OWNER_ATTR = "owner"  # host, pid and boot of the process running the trial (a dead owner's trial is re-queued)
@@ -82,6 +82,7 @@ def study_name(
     search = sweep.model_dump(
         include={
             "lora_ranks",
+            "virtual_tokens",
             "learning_rate_min",
             "learning_rate_max",
             "trial_max_steps",
@@ -93,7 +94,8 @@ def study_name(
             "objective_rows",
         }
     )
-    recipe = train.model_dump(exclude={"lora_r", "learning_rate", "processes", "sharding"})  # trials: 1 process
+    # Searched params and the refit's process layout do not name the study (trials train in one process).
+    recipe = train.model_dump(exclude={"lora_r", "num_virtual_tokens", "learning_rate", "processes", "sharding"})
     return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"
 
 
@@ -220,15 +222,6 @@ def intact_journal_prefix(data: bytes) -> int:
     return offset
 
 
-def search_space(sweep: SweepConfig) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    return {
-        "lora_r": CategoricalDistribution(sweep.lora_ranks),
-        "learning_rate": FloatDistribution(sweep.learning_rate_min, sweep.learning_rate_max, log=True),
-    }
-
-
 # `study_key` (the study's name) is in the key: whether a trial was pruned depends on its study's pruner and on
 # the trials before it, so the same params under another pruner (say "none") must train again.
 @task(
@@ -251,10 +244,10 @@ def run_trial(
     # The process that trains owns the trial (a Dask or pool worker, not the flow that asked for it): if it dies,
     # the next run sees a dead owner and queues the point again.
     trial.set_user_attr(OWNER_ATTR, owner_tags())
-    name = f"trial-{trial_number} r={params['lora_r']} lr={params['learning_rate']:.1e}"
+    name = f"trial-{trial_number} {short_params(ordered_params(params))}"
     with tracking.child_run(name, tags={"optuna.study": study.name, "optuna.trial": str(trial_number)}) as run:
-        run.client.log_param(run.run_id, "lora_r", params["lora_r"])
-        run.client.log_param(run.run_id, "learning_rate", params["learning_rate"])
+        for param, value in ordered_params(params).items():
+            run.client.log_param(run.run_id, param, value)
         return train_trial(params, job, trial, run)
 
 
@@ -343,7 +336,7 @@ def run_sweep(
         if time.monotonic() >= deadline:
             timed_out = True
             break
-        space = search_space(sweep)
+        space = search_space(sweep, job.recipe.method)
         asked = [ask_new_point(optuna_study, space) for _ in range(min(missing, sweep.parallel_trials))]
         arguments = [(dict(t.params), job, t.number, study, tracking, study.name) for t in asked]
         futures = [bound_trial.submit(*trial_arguments) for trial_arguments in arguments]
@@ -496,12 +489,12 @@ def summarize_study(study: Any, name: str, storage: str, plan: TrainingPlan) -> 
         direction=study_direction(plan),
         n_trials=finished_trials(study),
         n_pruned=len(pruned),
-        best_params={k: best.params[k] for k in SEARCH_PARAMS},
+        best_params=ordered_params(best.params),
         best_value=float(best.value),
         trial_steps_total=sum(int(t.user_attrs.get("steps", 0)) for t in trials),
         chosen=ChosenTrial(
             number=best.number,
-            params={k: best.params[k] for k in SEARCH_PARAMS},
+            params=ordered_params(best.params),
             result=outcome.train,
             adapter=outcome.adapter,
             mlflow_run_id=outcome.mlflow_run_id,
@@ -545,10 +538,11 @@ def read_report_stamp(stamp: Path) -> dict[str, Any]:
 def draw_study_report(study: Any, name: str, report: Path) -> list[str]:
     from optuna import visualization
 
+    searched = list(ordered_params(study.trials[0].params)) if study.trials else []
     plots = {
         "optimization_history": lambda: visualization.plot_optimization_history(study),
         "param_importances": lambda: visualization.plot_param_importances(study),
-        "contour_lora_r_learning_rate": lambda: visualization.plot_contour(study, params=list(SEARCH_PARAMS)),
+        f"contour_{'_'.join(searched)}": lambda: visualization.plot_contour(study, params=searched),
     }
     sections, drawn = [], []
     for plot_name, make in plots.items():

@@ -13,11 +13,12 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import SweepConfig
 from tunegate.fingerprint import fingerprint_value
 from tunegate.refs import AdapterRef
+from tunegate.search_space import searched_params, short_params
 from tunegate.stage_results import ChosenTrial, TrainedModel
 from tunegate.tracking import TrackingRef
 from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
 
-LOGGED_RECIPE = ("lora_r", "learning_rate", "method", "epochs", "batch_size", "gradient_accumulation_steps")
+LOGGED_RECIPE = ("method", "epochs", "batch_size", "gradient_accumulation_steps")
 
 
 @task(cache_policy=stage_cache_policy(excluded=("tracking",)))
@@ -49,8 +50,9 @@ def refit(job: TrainingJob, with_val: bool, tracking: TrackingRef) -> TrainedMod
     from tunegate.callbacks import MlflowMetrics, TrainingProgress
 
     recipe, plan = job.recipe, job.plan
-    with tracking.child_run(f"final-training r={recipe.lora_r} lr={recipe.learning_rate:.1e}") as run:
-        for name in (*LOGGED_RECIPE, "processes"):
+    searched = {name: getattr(recipe, name) for name in searched_params(recipe.method)}
+    with tracking.child_run(f"final-training {short_params(searched)}") as run:
+        for name in (*searched, *LOGGED_RECIPE, "processes"):
             run.client.log_param(run.run_id, name, getattr(recipe, name))
         run.client.log_param(run.run_id, "max_steps", plan.max_steps)
         out_dir = job.directory("train/refit", __file__, fingerprint_value(with_val))

@@ -155,10 +155,22 @@ class HealthConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    method: Literal["lora", "qlora", "full"] = Field(
-        default="lora", description="lora: adapters on a frozen base; qlora: the same on a 4-bit base (CUDA); full."
+    method: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning", "p_tuning"] = Field(
+        default="lora",
+        description="lora: adapters on a frozen base; qlora: the same on a 4-bit base (CUDA); full: every weight; "
+        "prompt_tuning / prefix_tuning / p_tuning: PEFT's virtual-token methods (trained embeddings prepended to the "
+        "input; per-layer key/value prefixes; embeddings from a small prompt encoder).",
     )
     lora_r: int = Field(default=8, ge=1, description="LoRA rank (the sweep tunes it).")
+    num_virtual_tokens: int = Field(
+        default=16, ge=1, description="Virtual tokens of prompt/prefix/p-tuning (the sweep tunes it for them)."
+    )
+    prompt_init_text: str | None = Field(
+        default=None,
+        description="prompt_tuning: initialise the virtual tokens from this text's embeddings (e.g. 'Classify the "
+        "support ticket:'); None: random initialisation.",
+    )
+    encoder_hidden_size: int = Field(default=128, ge=1, description="p_tuning: hidden size of the prompt encoder.")
     lora_alpha: int | None = Field(default=None, ge=1, description="LoRA scaling numerator; None means 2 × rank.")
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: str | list[str] = Field(
@@ -220,6 +232,11 @@ class SweepConfig(StrictModel):
     n_trials: int = Field(default=8, ge=1, description="Trials the study should have finished (a rerun tops it up).")
     lora_ranks: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [4, 8, 16, 32], min_length=1, description="LoRA ranks to choose from (each >= 1)."
+    )
+    virtual_tokens: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [8, 16, 32],
+        min_length=1,
+        description="Numbers of virtual tokens to choose from, for prompt_tuning, prefix_tuning and p_tuning.",
     )
     learning_rate_min: float = Field(default=1e-4, gt=0.0, description="Lowest learning rate (log-uniform range).")
     learning_rate_max: float = Field(default=1e-2, gt=0.0, description="Highest learning rate (log-uniform range).")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunegate.search_space import describe_params, ordered_params
+
 SWEEP_KEY, TRAINING_KEY = "sweep-progress", "training-progress"
 # About 20 updates per training run: often enough to watch, few enough API calls (one each).
 UPDATES_PER_RUN = 20
@@ -38,6 +40,4 @@ def sweep_description(
     if best is None:
         return line
     value, params = best
-    return (
-        f"{line}; best {metric} {value:.4f} at lora_r={params['lora_r']}, learning_rate={params['learning_rate']:.2e}"
-    )
+    return f"{line}; best {metric} {value:.4f} at {describe_params(ordered_params(params))}"

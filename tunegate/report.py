@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from tunegate.finetuned import FinetuneResult
 from tunegate.prepared import PreparedData
+from tunegate.search_space import describe_params, formatted_params
 from tunegate.secrets import redact
 
 
@@ -157,8 +158,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         "Model report",
         "------------",
         f"  sweep: {sweep['n_trials']} trials ({sweep['n_pruned']} pruned, {sweep['trial_steps_total']} trial steps); "
-        f"chose trial {sweep['chosen_trial']}: lora_r={sweep['best_params']['lora_r']}, "
-        f"learning_rate={sweep['best_params']['learning_rate']:.2e}, "
+        f"chose trial {sweep['chosen_trial']}: {describe_params(sweep['best_params'])}, "
         f"{sweep['objective']}={number(sweep['best_value'])}",
         f"  train: {train['source']}, {train['steps']} steps (kept step {train['best_step']}), "
         f"{train['tokens_per_second']:,.0f} tokens/s, peak {train['peak_memory_mb']:,.0f} MB, "
@@ -203,6 +203,7 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
     failing = ", ".join(f"{c} ({n})" for c, n in summary["validation"]["failures_by_check"].items() if n) or "none"
     per_label = "\n".join(f"| {label} | {number(f1)} |" for label, f1 in evaluation["per_label_f1"].items())
     per_label_table = f"\n| label | F1 |\n|---|---|\n{per_label}\n" if per_label else ""
+    chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
     return f"""# Fine-tuning run
 
 ## Data
@@ -215,8 +216,7 @@ Validation passed: **{summary["validation"]["success"]}**; failed checks: {faili
 
 ## Sweep
 {sweep["n_trials"]} trials, {sweep["n_pruned"]} pruned, {sweep["trial_steps_total"]} trial steps, judged on
-{sweep["objective"]} at the shipped budget. Chosen: trial {sweep["chosen_trial"]}, lora_r
-**{sweep["best_params"]["lora_r"]}**, learning_rate **{sweep["best_params"]["learning_rate"]:.2e}**
+{sweep["objective"]} at the shipped budget. Chosen: trial {sweep["chosen_trial"]}, {chosen_markdown}
 ({sweep["objective"]} {number(sweep["best_value"], ".4f")}). Candidate: {train["source"]}, step {train["best_step"]}
 of {train["steps"]}. Training health: {health_line(train["health"])}.
 

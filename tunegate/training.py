@@ -30,6 +30,7 @@ from tunegate.health import HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
 from tunegate.prompting import PromptFormat
 from tunegate.refs import TableRef, write_text_atomic
+from tunegate.search_space import VIRTUAL_TOKEN_METHODS, typed_params
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
 from tunegate.stage_results import SplitResult, TrainResult
 from tunegate.stages import run_logger, stage_directory
@@ -76,8 +77,7 @@ class TrainingJob(BaseModel):
 
     def with_params(self, params: dict[str, float | int]) -> TrainingJob:
         """The same job with searched params (LoRA rank, learning rate) set on the recipe."""
-        typed = {name: int(value) if name == "lora_r" else float(value) for name, value in params.items()}
-        return self.model_copy(update={"recipe": self.recipe.model_copy(update=typed)})
+        return self.model_copy(update={"recipe": self.recipe.model_copy(update=typed_params(params))})
 
     def directory(self, kind: str, module_file: str, *extra_fingerprints: str) -> Path:
         """The run's directory under home, keyed on the code, `extra_fingerprints`, the rows, the model, the recipe
@@ -244,6 +244,8 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         model.enable_input_require_grads()
     if train_config.method == "full":
         return model
+    if train_config.method in VIRTUAL_TOKEN_METHODS:
+        return get_peft_model(model, virtual_token_config(model_config, train_config))
     if train_config.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_config.gradient_checkpointing)
     lora = LoraConfig(
@@ -254,6 +256,28 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def virtual_token_config(model_config: ModelConfig, train_config: TrainConfig) -> Any:
+    """PEFT's config for a virtual-token method: trained input embeddings (prompt tuning, from a text or random),
+    per-layer key/value prefixes (prefix tuning), or embeddings produced by a small MLP (P-tuning)."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, PromptTuningInit
+
+    tokens = train_config.num_virtual_tokens
+    if train_config.method == "prefix_tuning":
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=tokens)
+    if train_config.method == "p_tuning":
+        return PromptEncoderConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=tokens, encoder_hidden_size=train_config.encoder_hidden_size
+        )
+    init_text = train_config.prompt_init_text
+    return PromptTuningConfig(
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=tokens,
+        prompt_tuning_init=PromptTuningInit.TEXT if init_text else PromptTuningInit.RANDOM,
+        prompt_tuning_init_text=init_text,
+        tokenizer_name_or_path=model_config.base if init_text else None,  # a local directory works offline
+    )
 
 
 def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:

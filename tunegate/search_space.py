@@ -1,0 +1,64 @@
+"""What the sweep searches, per training method, in one place: the adapter's size (LoRA rank, or the number of
+virtual tokens for prompt/prefix/p-tuning) x the learning rate (log-uniform). Trials, the chosen params, the study
+plots and the reports all read their names from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunegate.config import SweepConfig
+
+VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
+INTEGER_PARAMS = ("lora_r", "num_virtual_tokens")
+# Short names for run names (`trial-3 r=16 lr=2.1e-03`).
+SHORT_NAMES = {"lora_r": "r", "num_virtual_tokens": "vt", "learning_rate": "lr"}
+
+
+def size_param(method: str) -> str:
+    """The searched size of the trained part: virtual tokens for the virtual-token methods, else the LoRA rank."""
+    return "num_virtual_tokens" if method in VIRTUAL_TOKEN_METHODS else "lora_r"
+
+
+def searched_params(method: str) -> tuple[str, str]:
+    return size_param(method), "learning_rate"
+
+
+def search_space(sweep: SweepConfig, method: str = "lora") -> dict[str, Any]:
+    """Optuna distributions of the searched params for `method`."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    sizes = sweep.virtual_tokens if method in VIRTUAL_TOKEN_METHODS else sweep.lora_ranks
+    return {
+        size_param(method): CategoricalDistribution(sizes),
+        "learning_rate": FloatDistribution(sweep.learning_rate_min, sweep.learning_rate_max, log=True),
+    }
+
+
+def typed_params(params: dict[str, float | int]) -> dict[str, float | int]:
+    """Sizes as ints, rates as floats (Optuna and JSON hand back either)."""
+    return {name: int(value) if name in INTEGER_PARAMS else float(value) for name, value in params.items()}
+
+
+def ordered_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The searched params of a trial, size first, learning rate last (Optuna keeps them in asking order)."""
+    return dict(sorted(params.items(), key=lambda item: item[0] == "learning_rate"))
+
+
+def formatted_params(params: dict[str, float | int]) -> dict[str, str]:
+    """Each param as reports show it: sizes as integers, the learning rate as 2.39e-03."""
+    return {name: f"{value:.2e}" if name == "learning_rate" else f"{value}" for name, value in params.items()}
+
+
+def describe_params(params: dict[str, float | int]) -> str:
+    """`lora_r=8, learning_rate=2.39e-03` (reports and progress)."""
+    return ", ".join(f"{name}={value}" for name, value in formatted_params(params).items())
+
+
+def short_params(params: dict[str, float | int]) -> str:
+    """`r=8 lr=2.4e-03` (run names)."""
+    return " ".join(
+        f"{SHORT_NAMES.get(name, name)}={value:.1e}"
+        if name == "learning_rate"
+        else f"{SHORT_NAMES.get(name, name)}={value}"
+        for name, value in params.items()
+    )
