@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from tunegate.refs import write_text_atomic
 from tunegate.stage_results import TrainResult
-from tunegate.training import TrainingJob, log_metrics, run_training
+from tunegate.training import TrainingJob, log_metrics
 
 SPEC_FILE, RESULT_FILE, LOG_FILE = "distributed.json", "result.json", "distributed.log"
 
@@ -60,7 +60,6 @@ def run_in_processes(spec: DistributedRun, processes: int) -> TrainResult:
 def main(spec_path: str) -> None:
     """One rank: train, and on rank 0 log and write the result."""
     spec = DistributedRun.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
-    job = spec.job
     lead = int(os.environ.get("RANK", "0")) == 0
     on_evaluate, callbacks = None, []
     if lead and spec.mlflow_uri and spec.mlflow_run_id:
@@ -73,14 +72,9 @@ def main(spec_path: str) -> None:
         def on_evaluate(step: int, metrics: dict[str, float]) -> None:
             log_metrics(client, run_id, metrics, step)
 
-    val_rows = job.val.read()
-    train_rows = job.train.read()
-    if spec.train_on_val_too:
-        import pandas as pd
-
-        train_rows = pd.concat([train_rows, val_rows], ignore_index=True)
     out_dir = Path(spec.out_dir)
-    result = run_training(train_rows, val_rows, job.model, job.recipe, job.plan, out_dir, on_evaluate, callbacks)
+    # Each rank trains the job in-process (`run`, not `run_in_processes`: torchrun already started the ranks).
+    result = spec.job.run(out_dir, on_evaluate, callbacks, train_on_val_too=spec.train_on_val_too)
     if lead:
         write_text_atomic(out_dir / RESULT_FILE, result.model_dump_json(indent=2))
 

@@ -95,10 +95,10 @@ class TrainingJob(BaseModel):
     ) -> TrainResult:
         """Train this job into `out_dir` (`run_training`); `train_on_val_too` trains on train + val (a refit that
         no longer holds val out; val is still what it reports on)."""
-        val_rows = self.val.read()
-        train_rows = pd.concat([self.train.read(), val_rows], ignore_index=True) if train_on_val_too else None
-        rows = self.train.read() if train_rows is None else train_rows
-        return run_training(rows, val_rows, self.model, self.recipe, self.plan, out_dir, on_evaluate, callbacks)
+        train_rows, val_rows = self.train.read(), self.val.read()
+        if train_on_val_too:
+            train_rows = pd.concat([train_rows, val_rows], ignore_index=True)
+        return run_training(train_rows, val_rows, self.model, self.recipe, self.plan, out_dir, on_evaluate, callbacks)
 
     def run_in_processes(self, out_dir: Path, tracking: tuple[str, str] | None, train_on_val_too: bool) -> TrainResult:
         """Train this job as `recipe.processes` processes (torchrun, DDP); rank 0 logs to `tracking` (uri, run id)
