@@ -83,8 +83,6 @@ def study_name(
         include={
             "lora_ranks",
             "virtual_tokens",
-            "learning_rate_min",
-            "learning_rate_max",
             "trial_max_steps",
             "rungs",
             "pruner",
@@ -94,6 +92,8 @@ def study_name(
             "objective_rows",
         }
     )
+    # The range as searched, so a config that spells out a method's default range names the same study.
+    search["learning_rate_min"], search["learning_rate_max"] = sweep.learning_rate_range(train.method)
     # Searched params and the refit's process layout do not name the study (trials train in one process).
     recipe = train.model_dump(exclude={"lora_r", "num_virtual_tokens", "learning_rate", "processes", "sharding"})
     return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"

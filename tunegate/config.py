@@ -228,6 +228,20 @@ class TrainConfig(StrictModel):
     )
 
 
+# The learning-rate range searched when sweep.learning_rate_min/max are unset: two decades (log-uniform) around the
+# rate each method's guides train with. LoRA 1e-4..1e-2 (guides use 1e-4..3e-4 on 7B models, small models take
+# more); whole-model training ~10x lower than LoRA; PEFT's task guides train prompt tuning at 3e-2 (Lester et al.
+# 2021: 0.3), prefix tuning at 1e-2 and P-tuning at 1e-3.
+LEARNING_RATE_RANGES: dict[str, tuple[float, float]] = {
+    "lora": (1e-4, 1e-2),
+    "qlora": (1e-4, 1e-2),
+    "full": (1e-5, 1e-3),
+    "prompt_tuning": (3e-3, 3e-1),
+    "prefix_tuning": (1e-3, 1e-1),
+    "p_tuning": (1e-4, 1e-2),
+}
+
+
 class SweepConfig(StrictModel):
     n_trials: int = Field(default=8, ge=1, description="Trials the study should have finished (a rerun tops it up).")
     lora_ranks: list[Annotated[int, Field(ge=1)]] = Field(
@@ -238,8 +252,18 @@ class SweepConfig(StrictModel):
         min_length=1,
         description="Numbers of virtual tokens to choose from, for prompt_tuning, prefix_tuning and p_tuning.",
     )
-    learning_rate_min: float = Field(default=1e-4, gt=0.0, description="Lowest learning rate (log-uniform range).")
-    learning_rate_max: float = Field(default=1e-2, gt=0.0, description="Highest learning rate (log-uniform range).")
+    learning_rate_min: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Lowest learning rate (log-uniform range); None: the method's default (lora 1e-4, full 1e-5, "
+        "prompt_tuning 3e-3, prefix_tuning 1e-3, p_tuning 1e-4).",
+    )
+    learning_rate_max: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Highest learning rate (log-uniform range); None: the method's default (lora 1e-2, full 1e-3, "
+        "prompt_tuning 3e-1, prefix_tuning 1e-1, p_tuning 1e-2).",
+    )
     objective: Literal["auto", "task_metric", "val_loss"] = Field(
         default="auto",
         description="What trials are judged (and pruned) on: task_metric = the task metric of greedy generations on "
@@ -307,14 +331,13 @@ class SweepConfig(StrictModel):
         "local cluster of parallel_trials worker processes for the run. Its workers must see home and the storage.",
     )
 
-    @model_validator(mode="after")
-    def _learning_rate_range(self) -> SweepConfig:
-        if self.learning_rate_min > self.learning_rate_max:
-            raise ValueError(
-                f"sweep.learning_rate_min {self.learning_rate_min:g} is above sweep.learning_rate_max "
-                f"{self.learning_rate_max:g}"
-            )
-        return self
+    def learning_rate_range(self, method: str) -> tuple[float, float]:
+        """The searched learning-rate range: the configured bounds, the method's default for an unset one."""
+        low, high = LEARNING_RATE_RANGES[method]
+        return (
+            low if self.learning_rate_min is None else self.learning_rate_min,
+            high if self.learning_rate_max is None else self.learning_rate_max,
+        )
 
     @field_validator("storage")
     @classmethod
@@ -400,6 +423,16 @@ class PipelineConfig(StrictModel):
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} exists and is not a directory")
         return value
+
+    @model_validator(mode="after")
+    def _learning_rate_range(self) -> PipelineConfig:
+        low, high = self.sweep.learning_rate_range(self.train.method)
+        if low > high:
+            raise ValueError(
+                f"sweep.learning_rate_min {low:g} is above sweep.learning_rate_max {high:g} (for train.method "
+                f"{self.train.method}; an unset bound is the method's default)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _proxy_trials_need_a_refit(self) -> PipelineConfig:

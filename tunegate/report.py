@@ -106,7 +106,9 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
         "sweep": {
             **sweep.model_dump(include={"study_name", "objective", "direction", "n_trials", "n_pruned", "best_value"}),
             "storage": redact(sweep.storage),
-            "best_params": sweep.best_params,
+            # lora_r is a contract key: null where the method has no rank (full, virtual tokens), which then
+            # shows its own searched size (num_virtual_tokens) beside it.
+            "best_params": {"lora_r": None, **sweep.best_params},
             "chosen_trial": sweep.chosen.number,
             "trial_steps_total": sweep.trial_steps_total,
             "trials_run": sweep.trials_run,

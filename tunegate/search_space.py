@@ -1,37 +1,43 @@
 """What the sweep searches, per training method, in one place: the adapter's size (LoRA rank, or the number of
-virtual tokens for prompt/prefix/p-tuning) x the learning rate (log-uniform). Trials, the chosen params, the study
+virtual tokens for prompt/prefix/p-tuning; nothing for full fine-tuning) x the learning rate (log-uniform, in the
+method's default range, `config.LEARNING_RATE_RANGES`, unless the config sets one). Trials, the chosen params, the study
 plots and the reports all read their names from here."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tunegate.config import SweepConfig
+if TYPE_CHECKING:
+    from tunegate.config import SweepConfig
 
-VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
+VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")  # learning-rate ranges: config.py
 INTEGER_PARAMS = ("lora_r", "num_virtual_tokens")
 # Short names for run names (`trial-3 r=16 lr=2.1e-03`).
 SHORT_NAMES = {"lora_r": "r", "num_virtual_tokens": "vt", "learning_rate": "lr"}
 
 
-def size_param(method: str) -> str:
-    """The searched size of the trained part: virtual tokens for the virtual-token methods, else the LoRA rank."""
+def size_param(method: str) -> str | None:
+    """The searched size of the trained part: virtual tokens for the virtual-token methods, the LoRA rank for
+    (q)lora, none for full fine-tuning (every weight trains)."""
+    if method == "full":
+        return None
     return "num_virtual_tokens" if method in VIRTUAL_TOKEN_METHODS else "lora_r"
 
 
-def searched_params(method: str) -> tuple[str, str]:
-    return size_param(method), "learning_rate"
+def searched_params(method: str) -> tuple[str, ...]:
+    size = size_param(method)
+    return ("learning_rate",) if size is None else (size, "learning_rate")
 
 
 def search_space(sweep: SweepConfig, method: str = "lora") -> dict[str, Any]:
     """Optuna distributions of the searched params for `method`."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    sizes = sweep.virtual_tokens if method in VIRTUAL_TOKEN_METHODS else sweep.lora_ranks
-    return {
-        size_param(method): CategoricalDistribution(sizes),
-        "learning_rate": FloatDistribution(sweep.learning_rate_min, sweep.learning_rate_max, log=True),
-    }
+    size = size_param(method)
+    sizes = {"num_virtual_tokens": sweep.virtual_tokens, "lora_r": sweep.lora_ranks}
+    low, high = sweep.learning_rate_range(method)
+    rate = {"learning_rate": FloatDistribution(low, high, log=True)}
+    return rate if size is None else {size: CategoricalDistribution(sizes[size]), **rate}
 
 
 def typed_params(params: dict[str, float | int]) -> dict[str, float | int]:

@@ -41,7 +41,13 @@ CASES = {
     ),
     "learning-rate range upside down": (
         ["sweep.learning_rate_min=0.1"],
-        "sweep.learning_rate_min 0.1 is above sweep.learning_rate_max 0.02",
+        "sweep.learning_rate_min 0.1 is above sweep.learning_rate_max 0.02 (for train.method lora; an unset bound "
+        "is the method's default)",
+    ),
+    "a minimum above the method's default maximum": (
+        ["sweep.learning_rate_min=0.01", "sweep.learning_rate_max=null", "train.method=full"],
+        "sweep.learning_rate_min 0.01 is above sweep.learning_rate_max 0.001 (for train.method full; an unset bound "
+        "is the method's default)",
     ),
     "a negative seed": (["train.seed=-1"], "field train.seed: Input should be greater than or equal to 0 (got -1)"),
     "no dedup fields": (
