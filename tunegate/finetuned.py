@@ -50,6 +50,7 @@ class FinetuneResult(BaseModel):
             f"base_{metric}": evaluation.base[metric],
             f"delta_{metric}": evaluation.delta,
             "tokens_per_second": result.tokens_per_second,
+            "trainable_parameters": float(result.trainable_parameters),
         }
         return {name: value for name, value in metrics.items() if math.isfinite(value)}
 

@@ -115,7 +115,9 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "stopped_by_timeout": sweep.stopped_by_timeout,
         },
         "train": {
-            **train.model_dump(include={"steps", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}),
+            **train.model_dump(
+                include={"steps", "trainable_parameters", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}
+            ),
             "source": trained.source,
             "best_step": train.best_step,
             "best_val_loss": train.best_val_loss,

@@ -113,6 +113,7 @@ class TrainResult(BaseModel):
     best_val_loss: float
     val_loss_history: list[tuple[int, float]]
     objective_history: list[tuple[int, float]]
+    trainable_parameters: int = Field(description="Parameters the method trains (adapter, virtual tokens, or all).")
     train_tokens_seen: int
     tokens_per_second: float
     peak_memory_mb: float

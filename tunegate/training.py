@@ -197,6 +197,7 @@ def run_training(
         best_val_loss=value_at(history.losses, best_step),
         val_loss_history=history.losses,
         objective_history=history.objective,
+        trainable_parameters=sum(weights.numel() for weights in model.parameters() if weights.requires_grad),
         train_tokens_seen=throughput.tokens,
         tokens_per_second=throughput.tokens_per_second(),
         peak_memory_mb=peak_memory_mb(),

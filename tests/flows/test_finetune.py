@@ -124,6 +124,7 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
         "base_accuracy",
         "delta_accuracy",
         "tokens_per_second",
+        "trainable_parameters",
         "val_loss",
     ]
     assert parent.data.metrics["accuracy"] == first["eval"]["finetuned"]["accuracy"]

@@ -151,6 +151,7 @@ def candidate(adapter_dir: str) -> TrainedModel:
         best_val_loss=1.0,
         val_loss_history=[(4, 1.0)],
         objective_history=[(4, 1.0)],
+        trainable_parameters=1000,
         train_tokens_seen=100,
         tokens_per_second=10.0,
         peak_memory_mb=1.0,

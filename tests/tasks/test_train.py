@@ -48,6 +48,8 @@ def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
     assert result.best_val_loss == result.best_objective == min(loss for _, loss in result.val_loss_history)
     assert result.health.healthy and result.health.initial_val_loss > result.best_val_loss
     assert result.tokens_per_second > 0 and result.train_tokens_seen > 0 and result.peak_memory_mb > 0
+    # Rank 8 on the 7 linear kinds of 4 layers of the 2.4M-parameter demo model: 8 x (in + out) summed over them.
+    assert result.trainable_parameters == 108_544
     adapter = Path(result.adapter_dir)
     assert {"adapter_model.safetensors", "adapter_config.json", "prompt_format.json", "tokenizer.json"} <= {
         p.name for p in adapter.iterdir()

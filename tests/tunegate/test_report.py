@@ -119,6 +119,7 @@ def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
         "base_accuracy": 0.25,
         "delta_accuracy": 0.625,
         "tokens_per_second": 10.0,
+        "trainable_parameters": 1000.0,
     }
     assert result.mlflow_tags() == {
         "chosen_trial": "2",
@@ -131,7 +132,7 @@ def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
 
 def test_nan_metrics_stay_out_of_mlflow_and_read_n_a_in_the_report(tmp_path):
     result = finetune_result(tmp_path, tuned_accuracy=math.nan)
-    assert sorted(result.mlflow_metrics()) == ["base_accuracy", "tokens_per_second", "val_loss"]
+    assert sorted(result.mlflow_metrics()) == ["base_accuracy", "tokens_per_second", "trainable_parameters", "val_loss"]
     assert number(math.nan) == number(None) == "n/a" and number(0.5) == "0.500"
     report = render_finetune_report(finetune_summary(result))
     assert "  fine-tuned           n/a     0.500" in report
