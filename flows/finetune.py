@@ -1,5 +1,6 @@
 """The whole DAG: data stages → Optuna sweep at the shipped budget → the best trial as candidate → evaluation vs
-base → MLflow registration gated on the bootstrap interval.
+base → merged/int8 exports scored and timed → MLflow registration gated on the bootstrap interval, then the
+exports that kept the adapter's metric.
 
 python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
 """
@@ -14,7 +15,8 @@ from prefect.runtime import flow_run
 
 from flows.prepare_data import prepare_data
 from tasks.evaluate import evaluate_final_model
-from tasks.register import lineage_tags, register_model
+from tasks.export import export_builds
+from tasks.register import lineage_tags, register_exports, register_model
 from tasks.sweep import run_sweep, study_for
 from tasks.train import train_candidate
 from tunegate.cli import run_cli
@@ -49,6 +51,9 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     evaluated = stages.run(
         "evaluate", evaluate_final_model, adapter=trained.adapter, test=data.split.test, settings=config.evaluation()
     )
+    builds = stages.run(
+        "export", export_builds, adapter=trained.adapter, evaluated=evaluated, settings=config.export_settings()
+    )
     registered = stages.run(
         "register",
         register_model,
@@ -59,12 +64,14 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         lineage=lineage_tags(data, sweep, config, flow_run_id=str(flow_run.id)),
         tracking=tracking,
     )
+    exports = stages.run("register_exports", register_exports, builds=builds, registered=registered, tracking=tracking)
     result = FinetuneResult(
         data=data,
         sweep=sweep,
         trained=trained,
         evaluated=evaluated,
         registered=registered,
+        exports=exports,
         tracking=tracking,
         stages=stages,
     )

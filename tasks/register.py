@@ -8,6 +8,9 @@ interval of (candidate - champion) on the same test rows is above `registry.min_
 champion's per-row scores are reused when they were measured on the same test-set fingerprint, else it is
 evaluated now). An empty or NaN evaluation, or a candidate from an unhealthy training run, is never promoted;
 otherwise a refused candidate becomes `challenger`, and the reason quotes the interval.
+
+Exports (merged, int8) that measured within `export.max_metric_drop` of the adapter are registered after it as
+versions of their own (`register_exports`), aliased `<alias>-<export>` (e.g. `champion-int8`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,18 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, PipelineConfig, RegistryConfig, pipeline_fingerprint
 from tunegate.health import HealthReport
 from tunegate.prepared import PreparedData
-from tunegate.refs import TableRef
+from tunegate.refs import AdapterRef, TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
-from tunegate.stage_results import EvalResult, EvaluationOutput, RegistryResult, SweepResult, TrainedModel
+from tunegate.stage_results import (
+    EvalResult,
+    EvaluationOutput,
+    ExportedBuild,
+    ExportResult,
+    RegistryResult,
+    SweepResult,
+    TrainedModel,
+)
 from tunegate.tracking import TrackingRef, fluent_tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -121,6 +132,55 @@ def register_model(
     )
 
 
+@task(cache_policy=stage_cache_policy(excluded=("tracking",)))
+def register_exports(builds: ExportResult, registered: RegistryResult, tracking: TrackingRef) -> ExportResult:
+    """Register each export within export.max_metric_drop as a version of its own, tagged with the adapter's
+    version and its measurements, under the adapter version's alias + '-' + its name (`champion-int8`); the
+    others stay unregistered with their reason. A rerun finds a version it registered before instead of adding
+    another."""
+    client, model_name = tracking.client(), registered.model_name
+    model = ModelConfig(base=builds.base_model, trust_remote_code=builds.trust_remote_code)
+    measured = []
+    for build in builds.builds:
+        if not build.registrable or build.weights is None:
+            measured.append(build)
+            continue
+        tags = export_tags(build, build.weights, builds.task_metric, registered.version)
+        version = export_version(client, model_name, tags) or log_model_version(
+            build.weights.path, model, model_name, tracking, tags, build
+        )
+        alias = f"{registered.aliases[0]}-{build.name}"
+        client.set_registered_model_alias(model_name, alias, version)
+        reason = f"registered as v{version} ({alias}): {build.reason}"
+        client.set_model_version_tag(model_name, version, REASON_TAG, reason)
+        measured.append(build.model_copy(update={"version": version, "alias": alias, "reason": reason}))
+    return builds.model_copy(update={"builds": measured})
+
+
+def export_tags(build: ExportedBuild, weights: AdapterRef, metric: str, adapter_version: str) -> dict[str, str]:
+    """What an export's version is: which build of which adapter version, and how it measured."""
+    return {
+        "export": build.name,
+        "export_of_version": adapter_version,
+        "weights_fingerprint": weights.fingerprint,
+        "quantization": build.quantization or "none",
+        f"eval.{metric}": f"{build.task_metric:.6f}",
+        "metric_drop": f"{build.metric_drop:.6f}",
+        "latency_p50_ms": f"{build.p50_ms:.2f}",
+        "latency_p95_ms": f"{build.p95_ms:.2f}",
+        "size_mb": f"{build.size_mb:.2f}",
+    }
+
+
+def export_version(client: Any, model_name: str, tags: dict[str, str]) -> str | None:
+    """The version already registered for this build of this adapter version, if any."""
+    identity = ("export", "export_of_version", "weights_fingerprint", "quantization")
+    for version in client.search_model_versions(f"name = '{model_name}'"):
+        if all((version.tags or {}).get(key) == tags[key] for key in identity):
+            return str(version.version)
+    return None
+
+
 def log_row_scores(client: Any, run_id: str, version: str, rows: TableRef, scores: Any) -> str:
     """Log the version's per-row test scores as a run artifact; returns its artifact path (tagged on the version)."""
     name = f"row_scores-v{version}.json"
@@ -132,21 +192,28 @@ def log_row_scores(client: Any, run_id: str, version: str, rows: TableRef, score
 
 
 def log_model_version(
-    adapter_dir: str, model: ModelConfig, model_name: str, tracking: TrackingRef, identity: dict[str, str]
+    adapter_dir: str,
+    model: ModelConfig,
+    model_name: str,
+    tracking: TrackingRef,
+    identity: dict[str, str],
+    build: ExportedBuild | None = None,
 ) -> str:
-    """Log the pyfunc (adapter + tokenizer + prompt format, base by reference) into the pipeline's run
-    and register it, tagged with what it is from the start; returns the new version number."""
+    """Log the pyfunc (adapter + tokenizer + prompt format, base by reference; or an export's whole weights) into
+    the pipeline's run and register it, tagged with what it is from the start; returns the new version number."""
     import mlflow
 
+    quantization = {"quantization": build.quantization} if build and build.quantization else {}
     with fluent_tracking(tracking.uri):
         with mlflow.start_run(run_id=tracking.parent_run_id):
             info = mlflow.pyfunc.log_model(
-                name="model",
+                name=f"model-{build.name}" if build else "model",
                 python_model=AdapterGenerator(),
                 artifacts={ADAPTER_ARTIFACT: adapter_dir},
                 model_config={
                     "base_model": base_model_reference(model.base),
                     "trust_remote_code": model.trust_remote_code,
+                    **quantization,
                 },
                 pip_requirements=SERVING_REQUIREMENTS,
             )

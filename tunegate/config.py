@@ -136,6 +136,11 @@ class ModelConfig(StrictModel):
     max_tokens: int = Field(
         default=512, ge=8, description="Longest prompt + target in tokens; longer rows are left out and counted."
     )
+    load_in_8bit: bool = Field(
+        default=False,
+        description="Train LoRA (or a virtual-token method) on the base loaded in 8 bits (bitsandbytes LLM.int8, "
+        "about half the memory of 16-bit weights); needs a CUDA GPU. qlora loads 4 bits instead.",
+    )
 
 
 class HealthConfig(StrictModel):
@@ -380,6 +385,30 @@ class RegistryConfig(StrictModel):
     )
 
 
+class ExportConfig(StrictModel):
+    merged: bool = Field(
+        default=False,
+        description="Also export the adapter merged into the base's weights (PEFT merge_and_unload, safetensors): "
+        "one model to serve, no adapter at run time. LoRA/QLoRA only.",
+    )
+    int8: bool = Field(
+        default=False,
+        description="Also export a CPU int8 build: every linear layer of the merged (or fully fine-tuned) weights "
+        "dynamically quantized (torch), registered as merged safetensors that are quantized when loaded.",
+    )
+    max_metric_drop: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="An export is registered only if its task metric on the evaluation's test rows is at most this "
+        "far below the adapter's; otherwise the summary says by how much it missed.",
+    )
+    latency_rows: int = Field(
+        default=32,
+        ge=1,
+        description="Test rows answered one at a time (a request each, greedy) to time every build: p50/p95 ms.",
+    )
+
+
 class EvaluationSettings(StrictModel):
     """The parts of the config the evaluate stage reads (its cache key is these and the candidate's weights)."""
 
@@ -387,6 +416,12 @@ class EvaluationSettings(StrictModel):
     task: TaskConfig = Field(description="The task: its labels decide the metric and the rows scored.")
     evaluation: EvalConfig = Field(description="Rows, batch size and bootstrap seed of the comparison.")
     home: str = Field(description="Pipeline home (absolute): the evaluation's rows and scores are written under it.")
+
+
+class ExportSettings(EvaluationSettings):
+    """What the export stage reads: the evaluation's settings (its rows are scored again) and the exports."""
+
+    export: ExportConfig = Field(description="Which builds to make and the metric drop each may have.")
 
 
 class PipelineConfig(StrictModel):
@@ -406,6 +441,9 @@ class PipelineConfig(StrictModel):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation against the base model.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow tracking and registration.")
+    export: ExportConfig = Field(
+        default_factory=ExportConfig, description="Merged and int8 builds, checked before they are registered."
+    )
 
     @field_validator("name")
     @classmethod
@@ -431,6 +469,19 @@ class PipelineConfig(StrictModel):
             raise ValueError(
                 f"sweep.learning_rate_min {low:g} is above sweep.learning_rate_max {high:g} (for train.method "
                 f"{self.train.method}; an unset bound is the method's default)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _eight_bit_base_needs_an_adapter(self) -> PipelineConfig:
+        if self.model.load_in_8bit and self.train.method in ("qlora", "full"):
+            raise ValueError(
+                f"model.load_in_8bit with train.method {self.train.method}: "
+                + (
+                    "qlora loads the base in 4 bits already"
+                    if self.train.method == "qlora"
+                    else "8-bit weights cannot be trained; use lora on the 8-bit base"
+                )
             )
         return self
 
@@ -483,6 +534,10 @@ class PipelineConfig(StrictModel):
     def evaluation(self) -> EvaluationSettings:
         """What the evaluate stage reads."""
         return EvaluationSettings(model=self.model, task=self.task, evaluation=self.eval, home=str(self.home_path()))
+
+    def export_settings(self) -> ExportSettings:
+        """What the export stage reads."""
+        return ExportSettings(**dict(self.evaluation()), export=self.export)
 
 
 # Optuna RDB backends SQLAlchemy can open, and MLflow tracking URI schemes (files, databases, servers).

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tunegate.prepared import PreparedData
-from tunegate.stage_results import EvaluationOutput, RegistryResult, SweepResult, TrainedModel
+from tunegate.stage_results import EvaluationOutput, ExportResult, RegistryResult, SweepResult, TrainedModel
 from tunegate.stages import StageLog
 from tunegate.tracking import TrackingRef
 
@@ -24,6 +24,7 @@ class FinetuneResult(BaseModel):
     trained: TrainedModel = Field(description="The candidate: the chosen trial's checkpoint, or the refit.")
     evaluated: EvaluationOutput
     registered: RegistryResult
+    exports: ExportResult = Field(description="The adapter beside its merged/int8 builds, and which were registered.")
     tracking: TrackingRef
     stages: StageLog = Field(description="Seconds per stage (data stages included) and the stages served from cache.")
 

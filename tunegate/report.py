@@ -11,6 +11,7 @@ from tunegate.finetuned import FinetuneResult
 from tunegate.prepared import PreparedData
 from tunegate.search_space import describe_params, formatted_params
 from tunegate.secrets import redact
+from tunegate.stage_results import ExportResult
 
 
 def data_summary(prepared: PreparedData) -> dict[str, Any]:
@@ -138,6 +139,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "examples": evaluation.examples,
         },
         "registry": result.registered.model_dump(),
+        "exports": export_summary(result.exports),
         "mlflow": {
             "tracking_uri": redact(tracking.uri),
             "run_id": tracking.parent_run_id,
@@ -149,6 +151,58 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
         "timings": dict(result.stages.timings),
         "cache_hits": list(result.stages.cache_hits),
     }
+
+
+def export_summary(exports: ExportResult) -> dict[str, dict[str, Any]]:
+    """Each build (the adapter, then merged/int8 when configured): metric, drop, latency, size, registration."""
+    return {
+        build.name: {
+            **build.model_dump(
+                include={"task_metric", "metric_drop", "p50_ms", "p95_ms", "size_mb", "version", "alias", "reason"}
+            ),
+            "registered": build.version is not None,
+            "path": build.weights.path if build.weights else None,
+            "quantization": build.quantization,
+        }
+        for build in exports.builds
+    }
+
+
+def export_cells(name: str, build: dict[str, Any]) -> list[str]:
+    """One build's metric, drop, p50, p95, size and registration, formatted for a report row."""
+    if name == "adapter":
+        registered = "the adapter (above)"
+    else:
+        registered = f"v{build['version']} ({build['alias']})" if build["registered"] else build["reason"]
+    return [
+        number(build["task_metric"]),
+        number(build["metric_drop"], "+.3f"),
+        number(build["p50_ms"], ".1f"),
+        number(build["p95_ms"], ".1f"),
+        number(build["size_mb"], ".1f"),
+        registered,
+    ]
+
+
+def export_lines(exports: dict[str, dict[str, Any]], metric: str) -> list[str]:
+    """The builds side by side for the text report (none when no export was configured)."""
+    if not exports:
+        return []
+    lines = [f"  {'build':<10}{metric:>10}{'drop':>8}{'p50 ms':>9}{'p95 ms':>9}{'MiB':>8}  registered"]
+    for name, build in exports.items():
+        value, drop, p50, p95, size, registered = export_cells(name, build)
+        lines.append(f"  {name:<10}{value:>10}{drop:>8}{p50:>9}{p95:>9}{size:>8}  {registered}")
+    return lines
+
+
+def export_markdown(exports: dict[str, dict[str, Any]], metric: str) -> str:
+    if not exports:
+        return ""
+    rows = "\n".join(f"| {name} | {' | '.join(export_cells(name, build))} |" for name, build in exports.items())
+    return (
+        f"\n## Builds\n| build | {metric} | drop vs adapter | p50 ms/row | p95 ms/row | weights MiB | registered |\n"
+        f"|---|---|---|---|---|---|---|\n{rows}\n"
+    )
 
 
 def render_finetune_report(summary: dict[str, Any]) -> str:
@@ -179,6 +233,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         per_label = ", ".join(f"{label} {number(f1)}" for label, f1 in evaluation["per_label_f1"].items())
         lines.append(f"  F1 per label: {per_label}")
     lines += [
+        *export_lines(summary.get("exports", {}), metric),
         f"  registry: {registry['model_name']} v{registry['version']} → {', '.join(registry['aliases'])}: "
         f"{registry['reason']}",
         f"  MLflow: mlflow ui --backend-store-uri {summary['mlflow']['tracking_uri']}  "
@@ -231,7 +286,7 @@ of {train["steps"]}. Training health: {health_line(train["health"])}.
 | fine-tuned | {number(evaluation["finetuned"][metric])} | {number(evaluation["finetuned"]["loss"])} |
 
 Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "+.3f")} .. {number(high, "+.3f")}).
-{per_label_table}
+{per_label_table}{export_markdown(summary.get("exports", {}), metric)}
 ## Registry
 {registry["model_name"]} v{registry["version"]} → **{", ".join(registry["aliases"])}**: {registry["reason"]}
 """

@@ -50,9 +50,14 @@ def ordered_params(params: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(params.items(), key=lambda item: item[0] == "learning_rate"))
 
 
-def formatted_params(params: dict[str, float | int]) -> dict[str, str]:
-    """Each param as reports show it: sizes as integers, the learning rate as 2.39e-03."""
-    return {name: f"{value:.2e}" if name == "learning_rate" else f"{value}" for name, value in params.items()}
+def formatted_params(params: dict[str, float | int | None]) -> dict[str, str]:
+    """Each param as reports show it: sizes as integers, the learning rate as 2.39e-03; unset ones (a summary's
+    null lora_r for a method without a rank) left out."""
+    return {
+        name: f"{value:.2e}" if name == "learning_rate" else f"{value}"
+        for name, value in params.items()
+        if value is not None
+    }
 
 
 def describe_params(params: dict[str, float | int]) -> str:

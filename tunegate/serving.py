@@ -1,9 +1,10 @@
 """The registered model: an MLflow pyfunc that loads base model + adapter and generates answers.
 
-It carries the adapter (or full weights), the tokenizer and the prompt format as artifacts, and only a
-*reference* to the base model (an absolute local path or a Hub id) in its model config, never a copy of
-the base weights. `predict` takes a DataFrame with a `prompt` column (new text) or canonical rows
-(`shape`, `prompt`, `completion`, `messages`) and returns one generation per row:
+It carries the adapter (or whole weights: a full fine-tune, a merged export, an int8 export quantized when it is
+loaded), the tokenizer and the prompt format as artifacts, and only a *reference* to the base model (an absolute
+local path or a Hub id) in its model config, never a copy of the base weights. `predict` takes a DataFrame with a
+`prompt` column (new text) or canonical rows (`shape`, `prompt`, `completion`, `messages`) and returns one
+generation per row:
 
     model = mlflow.pyfunc.load_model("models:/support-demo@champion")
     model.predict(pd.DataFrame({"prompt": ["My parcel never arrived."]}))   # -> ['shipping']
@@ -27,7 +28,7 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from transformers import AutoTokenizer
 
-        from tunegate.model_loading import load_trained_model
+        from tunegate.exports import load_build
         from tunegate.prompting import PromptFormat
 
         adapter_dir = Path(context.artifacts[ADAPTER_ARTIFACT])
@@ -35,8 +36,11 @@ class AdapterGenerator(mlflow.pyfunc.PythonModel):
         self.tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
         self.prompt_format = PromptFormat.load(adapter_dir)
         self.max_new_tokens = int(settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))
-        self.model = load_trained_model(
-            adapter_dir, settings["base_model"], bool(settings.get("trust_remote_code", False))
+        self.model = load_build(
+            adapter_dir,
+            settings["base_model"],
+            bool(settings.get("trust_remote_code", False)),
+            settings.get("quantization"),
         )
         self.model.eval()
 
@@ -82,7 +86,7 @@ def registered_model_answers(
     import yaml
     from transformers import AutoTokenizer
 
-    from tunegate.model_loading import load_trained_model
+    from tunegate.exports import load_build
     from tunegate.prompting import PromptFormat
     from tunegate.tracking import fluent_tracking
 
@@ -91,8 +95,9 @@ def registered_model_answers(
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder))
         description = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
         settings = description["flavors"]["python_function"].get("config") or {}  # the pyfunc's model_config
-        adapter_dir = local / "artifacts" / ADAPTER_ARTIFACT
-        model = load_trained_model(adapter_dir, str(settings["base_model"]), trust_remote_code)
+        # MLflow copies an artifact directory under its own name (artifacts/merged-<key> for a merged export).
+        adapter_dir = local / description["flavors"]["python_function"]["artifacts"][ADAPTER_ARTIFACT]["path"]
+        model = load_build(adapter_dir, str(settings["base_model"]), trust_remote_code, settings.get("quantization"))
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
         max_new_tokens = int(settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))

@@ -247,7 +247,7 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         return model
     if train_config.method in VIRTUAL_TOKEN_METHODS:
         return get_peft_model(model, virtual_token_config(model_config, train_config))
-    if train_config.method == "qlora":
+    if train_config.method == "qlora" or model_config.load_in_8bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_config.gradient_checkpointing)
     lora = LoraConfig(
         r=train_config.lora_r,
@@ -282,19 +282,33 @@ def virtual_token_config(model_config: ModelConfig, train_config: TrainConfig) -
 
 
 def load_base_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
-    """Weights from safetensors only; 4-bit (bitsandbytes) for qlora, which needs CUDA."""
-    import torch
-
+    """Weights from safetensors only; 4-bit (bitsandbytes NF4) for qlora, 8-bit (LLM.int8) with
+    model.load_in_8bit: both need CUDA."""
     options: dict[str, Any] = {}
     if train_config.method == "qlora":
-        if not torch.cuda.is_available():
-            raise InputError("train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here (use lora)")
-        from transformers import BitsAndBytesConfig
-
-        options["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-        )
+        options["quantization_config"] = bitsandbytes_config("train.method=qlora", load_in_4bit=True)
+    elif model_config.load_in_8bit:
+        options["quantization_config"] = bitsandbytes_config("model.load_in_8bit", load_in_8bit=True)
     return load_causal_lm(model_config.base, model_config.trust_remote_code, **options)
+
+
+def bitsandbytes_config(setting: str, load_in_4bit: bool = False, load_in_8bit: bool = False) -> Any:
+    """transformers' BitsAndBytesConfig for 4-bit NF4 (bf16 compute) or 8-bit weights; a one-line InputError where
+    there is no CUDA GPU or no bitsandbytes (its kernels are CUDA-only here)."""
+    import importlib.util
+
+    import torch
+
+    bits = "4-bit" if load_in_4bit else "8-bit"
+    if not torch.cuda.is_available():
+        raise InputError(f"{setting} needs a CUDA GPU for {bits} bitsandbytes weights; none here (use lora)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"{setting} needs the bitsandbytes package: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if load_in_4bit:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=load_in_8bit)
 
 
 def mixed_precision(precision: str) -> dict[str, bool]:

@@ -44,6 +44,10 @@ CASES = {
         "sweep.learning_rate_min 0.1 is above sweep.learning_rate_max 0.02 (for train.method lora; an unset bound "
         "is the method's default)",
     ),
+    "an 8-bit base for full fine-tuning": (
+        ["model.load_in_8bit=true", "train.method=full"],
+        "model.load_in_8bit with train.method full: 8-bit weights cannot be trained; use lora on the 8-bit base",
+    ),
     "a minimum above the method's default maximum": (
         ["sweep.learning_rate_min=0.01", "sweep.learning_rate_max=null", "train.method=full"],
         "sweep.learning_rate_min 0.01 is above sweep.learning_rate_max 0.001 (for train.method full; an unset bound "

@@ -60,6 +60,20 @@ def lookup(summary: dict, dotted: str):
     return summary
 
 
+ALL_STAGES = [
+    "ingest",
+    "validate",
+    "dedup",
+    "split",
+    "sweep",
+    "train",
+    "evaluate",
+    "export",
+    "register",
+    "register_exports",
+]
+
+
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
     home = tmp_path_factory.mktemp("finetune-home")
@@ -70,6 +84,9 @@ def tiny_config(tmp_path_factory):
             f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",
             f"data.sources.1.path={DEMO_DATA / 'replies.jsonl'}",
             *TINY,
+            "export.merged=true",
+            "export.int8=true",
+            "export.latency_rows=2",
         ],
     )
 
@@ -92,6 +109,11 @@ def test_summary_has_every_contract_key(tiny_runs):
     )
     assert first["registry"]["version"] == "1" and first["registry"]["promoted"] is True
     assert first["registry"]["aliases"] == ["champion"]
+    # The merged build answers as the adapter does, so it is registered next to it; int8 only within 0.01.
+    adapter, merged, int8 = (first["exports"][name] for name in ("adapter", "merged", "int8"))
+    assert adapter["task_metric"] == merged["task_metric"] == first["eval"]["finetuned"]["accuracy"]
+    assert (merged["version"], merged["alias"], int8["quantization"]) == ("2", "champion-merged", "int8_dynamic")
+    assert int8["registered"] == (int8["metric_drop"] <= 0.01)
 
 
 def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_runs):
@@ -160,13 +182,17 @@ def test_the_registered_adapter_is_the_chosen_trials_checkpoint(tiny_runs):
 
 def test_rerun_is_served_from_cache_reuses_every_trial_and_moves_no_alias(tiny_runs):
     first, again = tiny_runs
-    assert again["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+    assert again["cache_hits"] == ALL_STAGES
     assert (first["sweep"]["trials_run"], again["sweep"]["trials_run"]) == (3, 0)
     assert again["sweep"]["chosen_trial"] == first["sweep"]["chosen_trial"]
     assert again["registry"]["version"] == first["registry"]["version"]
     client = mlflow_client(first["mlflow"]["tracking_uri"])
     versions = client.search_model_versions(f"name = '{first['registry']['model_name']}'")
-    assert [str(v.version) for v in versions] == ["1"]
+    registered_exports = [build["version"] for build in first["exports"].values() if build["registered"]]
+    assert sorted(str(v.version) for v in versions) == ["1", *registered_exports]
+    assert [build["version"] for build in again["exports"].values()] == [
+        build["version"] for build in first["exports"].values()
+    ]
 
 
 def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
@@ -174,9 +200,10 @@ def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
     script = (
         "import json, sys, mlflow, pandas as pd\n"
         f"mlflow.set_tracking_uri({first['mlflow']['tracking_uri']!r})\n"
-        f"model = mlflow.pyfunc.load_model('models:/{first['registry']['model_name']}@champion')\n"
-        "out = model.predict(pd.DataFrame({'prompt': ['My parcel never arrived.', 'I was charged twice.']}))\n"
-        "print(json.dumps(list(out)))\n"
+        "rows = pd.DataFrame({'prompt': ['My parcel never arrived.', 'I was charged twice.']})\n"
+        "aliases = ['champion', 'champion-merged']\n"
+        f"models = [mlflow.pyfunc.load_model('models:/{first['registry']['model_name']}@' + a) for a in aliases]\n"
+        "print(json.dumps([list(model.predict(rows)) for model in models]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -187,8 +214,9 @@ def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    generations = json.loads(result.stdout.strip().splitlines()[-1])
+    generations, merged_generations = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(generations) == 2 and all(isinstance(g, str) for g in generations)
+    assert merged_generations == generations
 
 
 def test_retrain_skips_when_the_champion_saw_these_data_and_this_config(tiny_runs, tiny_config):
@@ -204,7 +232,7 @@ def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny
 
     summary = finetune_summary(retrain(tiny_config, force=True))
     assert summary["status"] == "ok"
-    assert summary["cache_hits"] == ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+    assert summary["cache_hits"] == ALL_STAGES
     assert summary["registry"]["version"] == "1"
 
 
@@ -221,6 +249,7 @@ def test_the_run_publishes_a_markdown_report_artifact(tiny_runs):
     assert "| rows_read | 3766 |" in report
     assert "| base | " in report and "| fine-tuned | " in report
     assert "support-demo v1 → **champion**" in report
+    assert "| merged | " in report and "v2 (champion-merged) |" in report
 
 
 def test_sweep_and_training_progress_artifacts_end_at_100_percent(tiny_runs):

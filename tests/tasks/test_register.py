@@ -204,3 +204,59 @@ def wait_for_version(client, model_name: str, pending) -> str:
         assert not pending.done(), pending.exception()
         time.sleep(0.2)
     raise AssertionError("the registration never created its version")
+
+
+def test_exports_within_the_drop_are_registered_beside_their_adapter_version_once(registry_setup, tmp_path):
+    from tasks.export import save_whole
+    from tasks.register import register_exports
+    from tunegate.exports import merged_model
+    from tunegate.model_loading import load_tokenizer
+    from tunegate.prompting import PromptFormat
+    from tunegate.serving import registered_model_answers
+    from tunegate.stage_results import ExportedBuild, ExportResult
+
+    config, tracking, rows, (adapter, _) = registry_setup
+    tokenizer = load_tokenizer(str(BASE_MODEL))  # what training saves beside an adapter
+    tokenizer.save_pretrained(adapter)
+    PromptFormat.from_tokenizer(tokenizer).save(Path(adapter))
+    registered = register(config, tracking, rows, adapter, 10)
+    save_whole(merged_model(adapter, str(BASE_MODEL)), adapter, tmp_path / "merged")
+    weights = AdapterRef.of(tmp_path / "merged", "full")
+    measured = {"task_metric": 1.0, "metric_drop": 0.0, "p50_ms": 20.0, "p95_ms": 30.0, "size_mb": 9.0}
+    builds = ExportResult(
+        task_metric="accuracy",
+        base_model=str(BASE_MODEL),
+        builds=[
+            ExportedBuild(name="adapter", weights=AdapterRef.of(adapter, "lora"), reason="the adapter as evaluated"),
+            ExportedBuild(name="merged", weights=weights, registrable=True, reason="within", **measured),
+            ExportedBuild(
+                name="int8",
+                weights=weights,
+                quantization="int8_dynamic",
+                registrable=False,
+                reason="accuracy 0.900 vs adapter 1.000 (drop +0.100, beyond export.max_metric_drop 0.010)",
+                **{**measured, "task_metric": 0.9, "metric_drop": 0.1},
+            ),
+        ],
+    )
+    first = register_exports.fn(builds, registered, tracking)
+    again = register_exports.fn(builds, registered, tracking)  # a retried stage registers nothing twice
+    assert first == again
+    adapter_build, merged, int8 = first.builds
+    assert (adapter_build.version, merged.version, int8.version) == (None, "2", None)
+    assert merged.alias == "champion-merged" and merged.reason == "registered as v2 (champion-merged): within"
+    assert int8.reason == builds.builds[2].reason
+    client = mlflow_client(tracking.uri)
+    version = client.get_model_version_by_alias("concurrent-model", "champion-merged")
+    assert {key: version.tags[key] for key in ("export", "export_of_version", "quantization", "latency_p95_ms")} == {
+        "export": "merged",
+        "export_of_version": "1",
+        "quantization": "none",
+        "latency_p95_ms": "30.00",
+    }
+    assert [str(v.version) for v in client.search_model_versions("name = 'concurrent-model'")] == ["2", "1"]
+    # The merged version answers from its own whole weights as the adapter version does.
+    test_rows = pd.DataFrame({"prompt": ["My parcel never arrived.", "I was charged twice."]})
+    assert registered_model_answers(
+        "models:/concurrent-model@champion-merged", test_rows, False, tracking.uri
+    ) == registered_model_answers("models:/concurrent-model@champion", test_rows, False, tracking.uri)

@@ -72,12 +72,24 @@ def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
     assert [name for name, tensor in lora_b.items() if torch.count_nonzero(tensor) == 0] == []
 
 
-def test_qlora_without_cuda_is_a_one_line_input_error(tmp_path):
+@pytest.mark.parametrize(
+    ("method", "model", "message"),
+    [
+        ("qlora", ModelConfig(base=BASE_MODEL), "train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes weights"),
+        (
+            "lora",
+            ModelConfig(base=BASE_MODEL, load_in_8bit=True),
+            "model.load_in_8bit needs a CUDA GPU for 8-bit bitsandbytes weights",
+        ),
+    ],
+)
+def test_a_quantized_base_without_cuda_is_a_one_line_input_error(tmp_path, method, model, message):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    config = TINY.model_copy(update={"method": "qlora"})
-    with pytest.raises(InputError, match=r"^train.method=qlora needs a CUDA GPU for 4-bit bitsandbytes; none here"):
-        run_training(ticket_rows(16), ticket_rows(8, skip=16), ModelConfig(base=BASE_MODEL), config, PLAN, tmp_path)
+    config = TINY.model_copy(update={"method": method})
+    with pytest.raises(InputError) as refused:
+        run_training(ticket_rows(16), ticket_rows(8, skip=16), model, config, PLAN, tmp_path)
+    assert str(refused.value) == f"{message}; none here (use lora)"
 
 
 TRAIN_SCRIPT = """

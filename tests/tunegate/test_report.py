@@ -13,7 +13,15 @@ from tunegate.finetuned import FinetuneResult
 from tunegate.prepared import PreparedData
 from tunegate.refs import TableRef
 from tunegate.report import finetune_summary, number, render_finetune_report
-from tunegate.stage_results import EvalResult, EvaluationOutput, RegistryResult, SourceFingerprint, SweepResult
+from tunegate.stage_results import (
+    EvalResult,
+    EvaluationOutput,
+    ExportedBuild,
+    ExportResult,
+    RegistryResult,
+    SourceFingerprint,
+    SweepResult,
+)
 from tunegate.stages import StageLog
 from tunegate.tracking import TrackingRef
 
@@ -81,6 +89,43 @@ def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
             reason="promoted: no champion yet",
             model_uri="models:/support-demo@champion",
         ),
+        exports=ExportResult(
+            task_metric="accuracy",
+            base_model="demo/base_model",
+            builds=[
+                ExportedBuild(
+                    name="adapter",
+                    task_metric=0.875,
+                    metric_drop=0.0,
+                    p50_ms=40.0,
+                    p95_ms=52.5,
+                    size_mb=9.43,
+                    reason="the adapter as evaluated",
+                ),
+                ExportedBuild(
+                    name="merged",
+                    task_metric=0.875,
+                    metric_drop=0.0,
+                    p50_ms=25.0,
+                    p95_ms=30.0,
+                    size_mb=9.01,
+                    registrable=True,
+                    reason="registered as v2 (champion-merged): …",
+                    version="2",
+                    alias="champion-merged",
+                ),
+                ExportedBuild(
+                    name="int8",
+                    quantization="int8_dynamic",
+                    task_metric=0.75,
+                    metric_drop=0.125,
+                    p50_ms=20.0,
+                    p95_ms=24.0,
+                    size_mb=5.29,
+                    reason="accuracy 0.750 vs adapter 0.875 (drop +0.125, beyond export.max_metric_drop 0.010)",
+                ),
+            ],
+        ),
         tracking=TrackingRef(uri="sqlite:///m.db", experiment_id="1", parent_run_id="parent"),
         stages=StageLog(str(tmp_path), timings={"ingest": 1.0, "sweep": 9.0}, cache_hits=["ingest"]),
     )
@@ -137,3 +182,16 @@ def test_nan_metrics_stay_out_of_mlflow_and_read_n_a_in_the_report(tmp_path):
     report = render_finetune_report(finetune_summary(result))
     assert "  fine-tuned           n/a     0.500" in report
     assert "  registry: support-demo v1 → champion: promoted: no champion yet" in report
+
+
+def test_the_report_shows_each_build_beside_the_adapter_and_why_it_was_not_registered(tmp_path):
+    summary = finetune_summary(finetune_result(tmp_path))
+    assert summary["exports"]["merged"]["registered"] and not summary["exports"]["int8"]["registered"]
+    report = render_finetune_report(summary).splitlines()
+    start = report.index("  build       accuracy    drop   p50 ms   p95 ms     MiB  registered")
+    assert report[start + 1 : start + 4] == [
+        "  adapter        0.875  +0.000     40.0     52.5     9.4  the adapter (above)",
+        "  merged         0.875  +0.000     25.0     30.0     9.0  v2 (champion-merged)",
+        "  int8           0.750  +0.125     20.0     24.0     5.3  accuracy 0.750 vs adapter 0.875 (drop +0.125, "
+        "beyond export.max_metric_drop 0.010)",
+    ]

@@ -1,7 +1,7 @@
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from tunegate.config import SweepConfig
-from tunegate.search_space import describe_params, searched_params, search_space, short_params
+from tunegate.search_space import describe_params, search_space, searched_params, short_params
 
 
 def test_lora_searches_rank_and_its_default_learning_rates():

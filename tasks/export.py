@@ -1,0 +1,167 @@
+"""Export: deployable builds of the evaluated model, each scored on the evaluation's own test rows and timed
+before it may be registered.
+
+`export.merged` writes the LoRA adapter merged into the base (`merge_and_unload`: safetensors, tokenizer, prompt
+format); `export.int8` is those whole weights (or a full fine-tune's) with every linear layer dynamically quantized
+to int8 for CPU serving. Each build's task metric is measured on the rows the adapter was evaluated on, with the
+same greedy generation, and its latency per request (p50/p95 of one row at a time on this machine) and the size of
+the weights it serves are recorded next to the adapter's. A build may be registered only when its metric is within
+`export.max_metric_drop` of the adapter's; the register stage then registers it as a version of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+
+from tunegate.caching import stage_cache_policy
+from tunegate.config import ExportConfig, ExportSettings
+from tunegate.exports import (
+    INT8_DYNAMIC,
+    latency_ms,
+    merged_model,
+    quantized_int8,
+    serialized_bytes,
+    unmergeable_reason,
+    weight_bytes,
+)
+from tunegate.fingerprint import fingerprint_value
+from tunegate.model_loading import is_adapter, load_trained_model
+from tunegate.prompting import PromptFormat
+from tunegate.refs import AdapterRef
+from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
+from tunegate.serving import base_model_reference
+from tunegate.stage_results import EvaluationOutput, ExportedBuild, ExportResult
+from tunegate.stages import stage_directory
+
+MEBIBYTE = 1024 * 1024
+
+
+@dataclass
+class BuildBench:
+    """Scores and times builds on the evaluation's rows against the adapter's task metric."""
+
+    rows: pd.DataFrame
+    tokenizer: Any
+    prompt_format: PromptFormat
+    labels: list[str] | None
+    metric: str
+    adapter_metric: float
+    export: ExportConfig
+    batch_size: int
+
+    def prompts(self) -> list[str]:
+        return [self.prompt_format.format_row(row).prompt for row in self.rows.to_dict("records")]
+
+    def measured(
+        self, name: str, model: Any, weights: AdapterRef, size_bytes: int, quantization: str | None = None
+    ) -> ExportedBuild:
+        budget = new_token_budget(self.tokenizer, self.labels)
+        prompts = self.prompts()
+        model.eval()
+        if name == "adapter":  # scored by the evaluate stage on these rows with this generation
+            value = self.adapter_metric
+        else:
+            generations = generate(model, self.tokenizer, prompts, budget, self.batch_size)
+            value = mean_or_nan(scores_for_metric(self.metric, self.rows, generations))
+        p50, p95 = latency_ms(
+            lambda prompt: generate(model, self.tokenizer, [prompt], budget, 1), prompts[: self.export.latency_rows]
+        )
+        drop = self.adapter_metric - value
+        within = drop <= self.export.max_metric_drop
+        verdict = "within" if within else "beyond"
+        return ExportedBuild(
+            name=name,
+            weights=weights,
+            quantization=quantization,
+            task_metric=value,
+            metric_drop=drop,
+            p50_ms=p50,
+            p95_ms=p95,
+            size_mb=size_bytes / MEBIBYTE,
+            registrable=within and name != "adapter",
+            reason="the adapter as evaluated"
+            if name == "adapter"
+            else f"{self.metric} {value:.3f} vs adapter {self.adapter_metric:.3f} (drop {drop:+.3f}, {verdict} "
+            f"export.max_metric_drop {self.export.max_metric_drop:.3f})",
+        )
+
+
+@task(cache_policy=stage_cache_policy())
+def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: ExportSettings) -> ExportResult:
+    """The adapter and each configured export, scored and timed side by side; no builds when none is configured."""
+    model_config, export = settings.model, settings.export
+    base, trusted = base_model_reference(model_config.base), model_config.trust_remote_code
+    nothing = ExportResult(task_metric=evaluated.result.task_metric, base_model=base, trust_remote_code=trusted)
+    if not (export.merged or export.int8):
+        return nothing
+    from transformers import AutoTokenizer
+
+    bench = BuildBench(
+        rows=evaluated.rows.read(),
+        tokenizer=AutoTokenizer.from_pretrained(adapter.path),
+        prompt_format=PromptFormat.load(adapter.path),
+        labels=settings.task.labels,
+        metric=nothing.task_metric,
+        adapter_metric=evaluated.result.finetuned[nothing.task_metric],
+        export=export,
+        batch_size=settings.evaluation.batch_size,
+    )
+    # An adapter serves its base too: both count in its size.
+    served_bytes = weight_bytes(adapter.path) + (weight_bytes(base) if is_adapter(adapter.path) else 0)
+    builds = [bench.measured("adapter", load_trained_model(adapter.path, base, trusted), adapter, served_bytes)]
+    merged_dir = stage_directory(
+        settings.home, "export/merged", __file__, adapter.fingerprint, fingerprint_value(model_config)
+    )
+    whole = whole_weights(adapter, base, trusted, merged_dir)
+    requested = [name for name, wanted in (("merged", export.merged), ("int8", export.int8)) if wanted]
+    if isinstance(whole, str):
+        return nothing.model_copy(update={"builds": builds + [skipped(name, whole) for name in requested]})
+    if export.merged:
+        builds.append(merged_build(adapter, whole, base, trusted, bench))
+    if export.int8:
+        quantized = quantized_int8(load_trained_model(whole.path, base, trusted))
+        builds.append(bench.measured("int8", quantized, whole, serialized_bytes(quantized), INT8_DYNAMIC))
+    return nothing.model_copy(update={"builds": builds})
+
+
+def whole_weights(adapter: AdapterRef, base: str, trusted: bool, merged_dir: Path) -> AdapterRef | str:
+    """The trained model as whole weights on disk (the LoRA adapter merged into its base in `merged_dir`, or a
+    full fine-tune as saved), or why there are none (the virtual-token methods)."""
+    if not is_adapter(adapter.path):
+        return adapter
+    reason = unmergeable_reason(adapter.path, adapter.method)
+    if reason:
+        return reason
+    save_whole(merged_model(adapter.path, base, trusted), adapter.path, merged_dir)
+    return AdapterRef.of(merged_dir, "full")
+
+
+def merged_build(adapter: AdapterRef, whole: AdapterRef, base: str, trusted: bool, bench: BuildBench) -> ExportedBuild:
+    if whole.path == adapter.path:
+        return skipped("merged", unmergeable_reason(adapter.path, adapter.method) or "")
+    return bench.measured("merged", load_trained_model(whole.path, base, trusted), whole, weight_bytes(whole.path))
+
+
+def save_whole(model: Any, adapter_dir: str, out_dir: Path) -> None:
+    """Weights (safetensors), the adapter's tokenizer and prompt format, written beside `out_dir` and renamed into
+    place: a killed export never leaves a half-written build behind under the final name."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(partial)
+    PromptFormat.load(adapter_dir).save(partial)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
+
+
+def skipped(name: str, reason: str) -> ExportedBuild:
+    return ExportedBuild(name=name, reason=f"not built: {reason}")

@@ -1,0 +1,138 @@
+"""Exports: a trained LoRA adapter merged and int8-quantized, each scored on the evaluation's rows and timed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tasks.evaluate import evaluate_final_model
+from tasks.export import MEBIBYTE, export_builds
+from tests.tasks.test_train import BASE_MODEL, ticket_rows
+from tunegate.budget import fixed_plan
+from tunegate.config import (
+    EvalConfig,
+    EvaluationSettings,
+    ExportConfig,
+    ExportSettings,
+    ModelConfig,
+    TaskConfig,
+    TrainConfig,
+)
+from tunegate.exports import load_build
+from tunegate.model_loading import load_trained_model
+from tunegate.refs import AdapterRef, write_table
+from tunegate.stage_results import EvalResult, EvaluationOutput
+from tunegate.training import run_training
+
+LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
+BOTH = ExportConfig(merged=True, int8=True, latency_rows=4)
+
+
+def settings_for(home: Path, export: ExportConfig = BOTH) -> ExportSettings:
+    return ExportSettings(
+        model=ModelConfig(base=str(BASE_MODEL)),
+        task=TaskConfig(labels=LABELS),
+        evaluation=EvalConfig(max_rows=24, batch_size=8),
+        home=str(home),
+        export=export,
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated_adapter(tmp_path_factory):
+    """A LoRA adapter trained for 20 steps (0.25 accuracy on 24 test tickets, the base 0) and its evaluation."""
+    home = tmp_path_factory.mktemp("export")
+    recipe = TrainConfig(save_steps=10, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
+    trained = run_training(
+        ticket_rows(160),
+        ticket_rows(16, skip=160),
+        ModelConfig(base=str(BASE_MODEL)),
+        recipe,
+        fixed_plan(20, [20]),
+        home / "train",
+    )
+    test = write_table(ticket_rows(24, skip=200).assign(labelled=True).reset_index(drop=True), home / "test.parquet")
+    adapter = AdapterRef.of(trained.adapter_dir, "lora")
+    settings = settings_for(home)
+    evaluation = EvaluationSettings.model_validate(settings.model_dump(exclude={"export"}))
+    return home, adapter, evaluate_final_model.fn(adapter, test, evaluation)
+
+
+def test_merged_and_int8_builds_are_scored_on_the_evaluation_rows_and_timed(evaluated_adapter):
+    home, adapter, evaluated = evaluated_adapter
+    result = export_builds.fn(adapter, evaluated, settings_for(home))
+    adapter_build, merged, int8 = result.builds
+    assert [build.name for build in result.builds] == ["adapter", "merged", "int8"]
+    assert evaluated.result.finetuned["accuracy"] == adapter_build.task_metric == 0.25
+    # Merging adds B·A into the weights: greedy answers, hence the metric, are the adapter's.
+    assert (merged.task_metric, merged.metric_drop, merged.registrable) == (0.25, 0.0, True)
+    assert merged.reason == "accuracy 0.250 vs adapter 0.250 (drop +0.000, within export.max_metric_drop 0.010)"
+    assert int8.quantization == "int8_dynamic" and int8.weights == merged.weights
+    assert int8.registrable == (int8.metric_drop <= 0.01)
+    merged_dir = Path(merged.weights.path)
+    assert sorted(p.name for p in merged_dir.iterdir()) == [
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "prompt_format.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert merged.size_mb * MEBIBYTE == (merged_dir / "model.safetensors").stat().st_size
+    # The adapter serves its whole base beside it; int8 linear weights are a quarter of fp32 (the embeddings
+    # stay fp32), so the build is well under two thirds of the merged one.
+    assert adapter_build.size_mb > merged.size_mb > 1.5 * int8.size_mb
+    assert all(0 < build.p50_ms <= build.p95_ms for build in result.builds)
+    # What the registry will serve from the merged weights answers as the adapter does, logit for logit.
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        adapter_logits = load_trained_model(adapter.path, str(BASE_MODEL)).eval()(ids).logits
+        merged_logits = load_build(merged_dir, str(BASE_MODEL), False, None).eval()(ids).logits
+        int8_model = load_build(merged_dir, str(BASE_MODEL), False, "int8_dynamic")
+        int8_logits = int8_model(ids).logits
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=1e-4)
+    assert type(int8_model.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert (int8_logits.argmax(-1) == adapter_logits.argmax(-1)).float().mean() >= 0.6
+
+
+def test_no_export_configured_builds_and_writes_nothing(evaluated_adapter):
+    home, adapter, evaluated = evaluated_adapter
+    result = export_builds.fn(adapter, evaluated, settings_for(home / "none", ExportConfig()))
+    assert (result.task_metric, result.builds) == ("accuracy", [])
+    assert not (home / "none").exists()
+
+
+def test_virtual_tokens_have_no_whole_weights_to_merge_or_quantize(tmp_path):
+    recipe = TrainConfig(method="prompt_tuning", save_steps=2, batch_size=8, learning_rate=3e-2, warmup_ratio=0.0)
+    trained = run_training(
+        ticket_rows(16),
+        ticket_rows(8, skip=16),
+        ModelConfig(base=str(BASE_MODEL)),
+        recipe,
+        fixed_plan(2, [2]),
+        tmp_path / "train",
+    )
+    rows = write_table(ticket_rows(4, skip=40).assign(labelled=True).reset_index(drop=True), tmp_path / "rows.parquet")
+    scores = write_table(pd.DataFrame({"base": [0.0] * 4, "finetuned": [0.0] * 4}), tmp_path / "scores.parquet")
+    result = EvalResult(
+        task_metric="accuracy",
+        rows=4,
+        base={"accuracy": 0.0},
+        finetuned={"accuracy": 0.0},
+        delta=0.0,
+        delta_ci95=(0.0, 0.0),
+        examples=[],
+    )
+    evaluated = EvaluationOutput(result=result, rows=rows, scores=scores)
+    built = export_builds.fn(AdapterRef.of(trained.adapter_dir, "prompt_tuning"), evaluated, settings_for(tmp_path))
+    reason = "not built: prompt_tuning trains virtual tokens fed with the input, not weight deltas: nothing to merge"
+    assert [(build.name, build.reason, build.registrable) for build in built.builds] == [
+        ("adapter", "the adapter as evaluated", False),
+        ("merged", reason, False),
+        ("int8", reason, False),
+    ]
+    assert not list((tmp_path / "export").glob("*"))

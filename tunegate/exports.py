@@ -1,0 +1,80 @@
+"""Deployable builds of a trained adapter: the adapter merged into the base's weights (`merge_and_unload`), and a
+CPU int8 build of those weights (dynamic quantization of every linear layer). Both load from safetensors; the int8
+build is quantized when it is loaded (torch's dynamic int8 modules have no safetensors form)."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunegate.model_loading import is_adapter, load_trained_model
+
+INT8_DYNAMIC = "int8_dynamic"  # the quantization a registered int8 build names in its model config
+
+
+def unmergeable_reason(directory: str | Path, method: str) -> str | None:
+    """Why this training result has no merged build of its own (None when it has one)."""
+    if not is_adapter(directory):
+        return "a full fine-tune is whole weights already: there is no adapter to merge"
+    if method not in ("lora", "qlora"):
+        return f"{method} trains virtual tokens fed with the input, not weight deltas: nothing to merge"
+    return None
+
+
+def merged_model(directory: str | Path, base: str, trust_remote_code: bool = False) -> Any:
+    """The base with the LoRA deltas added into its weights: a plain transformers model, no PEFT at run time."""
+    return load_trained_model(directory, base, trust_remote_code).merge_and_unload()
+
+
+def quantized_int8(model: Any) -> Any:
+    """Every nn.Linear (lm_head included) as a dynamically quantized int8 linear: int8 weights with a per-tensor
+    scale, activations quantized per batch as they come. CPU only (x86 and ARM engines)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao (not a dependency); torch 2.13 still runs it.
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+        return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_build(directory: str | Path, base: str, trust_remote_code: bool, quantization: str | None) -> Any:
+    """A registered build ready to generate: adapter on its base, or whole weights, int8-quantized if named."""
+    model = load_trained_model(directory, base, trust_remote_code)
+    return quantized_int8(model) if quantization == INT8_DYNAMIC else model
+
+
+def serialized_bytes(model: Any) -> int:
+    """Bytes of the model's state dict as torch writes it (the int8 build's weights, packed int8 + scales)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def weight_bytes(directory: str | Path) -> int:
+    """Bytes of the safetensors weights in a directory."""
+    return sum(path.stat().st_size for path in Path(directory).glob("*.safetensors"))
+
+
+def latency_ms(answer: Callable[[str], Any], prompts: list[str]) -> tuple[float, float]:
+    """(p50, p95) milliseconds to answer one prompt alone, as one request is served; one warm-up call first
+    (the first call pays for lazy initialisation, ~10x a later one on this CPU)."""
+    import numpy as np
+
+    if not prompts:
+        return math.nan, math.nan
+    answer(prompts[0])
+    durations = []
+    for prompt in prompts:
+        started = time.perf_counter()
+        answer(prompt)
+        durations.append((time.perf_counter() - started) * 1000.0)
+    p50, p95 = np.percentile(np.array(durations), [50, 95])
+    return float(p50), float(p95)
