@@ -42,7 +42,7 @@ base-model: install
 
 # Benchmarks: each compares our path with its baseline in one run and writes bench/results/<name>.{json,md}.
 # One alone: make bench-caching (or python -m bench.caching). Speed never fails CI.
-BENCHES := caching sweep_regret training_throughput data_scale scale_out
+BENCHES := caching sweep_regret training_throughput data_scale scale_out methods
 bench: install
 	for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
 

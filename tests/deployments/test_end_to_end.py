@@ -98,9 +98,15 @@ def test_deploy_run_twice_at_once_then_retrain_skips(services):
     assert "finetune/on-demand" in deployed and "retrain/nightly" in deployed
 
     # Two runs at once against one MLflow store, one Optuna storage and one registry (two budgets: two studies).
+    # Two trials each: this test is about deployments, the sweep has its own tests.
     with ThreadPoolExecutor(2) as pool:
         runs = [
-            pool.submit(run_deployment, env, "finetune/on-demand", params_for(home, f"train.max_steps={steps}"))
+            pool.submit(
+                run_deployment,
+                env,
+                "finetune/on-demand",
+                params_for(home, f"train.max_steps={steps}", "sweep.n_trials=2"),
+            )
             for steps in (6, 9)
         ]
         run_ids = [run.result() for run in runs]

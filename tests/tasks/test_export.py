@@ -99,6 +99,21 @@ def test_merged_and_int8_builds_are_scored_on_the_evaluation_rows_and_timed(eval
     assert (int8_logits.argmax(-1) == adapter_logits.argmax(-1)).float().mean() >= 0.6
 
 
+def test_a_build_beyond_the_metric_drop_is_refused_with_its_numbers(evaluated_adapter):
+    home, adapter, evaluated = evaluated_adapter
+    # As if the adapter had scored 0.95: the builds' 0.25 is 0.70 below it, far beyond the 0.01 allowed.
+    claimed = evaluated.result.model_copy(update={"finetuned": {**evaluated.result.finetuned, "accuracy": 0.95}})
+    result = export_builds.fn(adapter, evaluated.model_copy(update={"result": claimed}), settings_for(home))
+    merged, int8 = result.exports()
+    assert (merged.registrable, int8.registrable) == (False, False)
+    assert merged.reason == "accuracy 0.250 vs adapter 0.950 (drop +0.700, beyond export.max_metric_drop 0.010)"
+    # int8 arithmetic can round differently on another CPU's kernels: its own score, the same verdict.
+    assert int8.reason == (
+        f"accuracy {int8.task_metric:.3f} vs adapter 0.950 (drop {int8.metric_drop:+.3f}, beyond "
+        "export.max_metric_drop 0.010)"
+    )
+
+
 def test_no_export_configured_builds_and_writes_nothing(evaluated_adapter):
     home, adapter, evaluated = evaluated_adapter
     result = export_builds.fn(adapter, evaluated, settings_for(home / "none", ExportConfig()))
