@@ -1,14 +1,19 @@
 """Training methods side by side: the whole pipeline on the demo data once per `train.method`.
 
-python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning]
+python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning] [--update]
+
+`--update` replaces only the rows of the methods run in the committed results (one method measured again alone).
+Run it with nothing else on the machine: the tokens/s column is the chosen trial's, and a second process on two
+cores halves it.
 
 Each method runs `python -m flows.finetune --config deployments/demo.yaml` in a fresh process with a fresh home and
 the same data, budget (1 epoch), sweep (8 trials, successive halving) and evaluation (300 test rows). LoRA keeps the
 demo's learning-rate range (5e-4..2e-2); every other method searches its own default range
 (`tunegate.config.LEARNING_RATE_RANGES`). Exports are off (they are measured by the pipeline's own report).
 
-Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the
-trainable parameters, the chosen trial's training tokens/s (real tokens, steady state, as the pipeline measures
+Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the mean
+loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the trainable
+parameters, the chosen trial's training tokens/s (real tokens, steady state, as the pipeline measures
 it), the sweep's trial steps, the chosen params and the whole run's wall time on this machine.
 """
 
@@ -21,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import run_timed, target, write_results
+from bench.common import RESULTS, run_timed, target, write_results
 
 METHODS = ("lora", "full", "prompt_tuning", "prefix_tuning", "p_tuning")
 
@@ -44,6 +49,7 @@ def run_method(method: str, home: Path) -> dict[str, Any]:
         metric: round(evaluation["finetuned"][metric], 3),
         f"base {metric}": round(evaluation["base"][metric], 3),
         "gain 95% CI": f"{low:+.3f} .. {high:+.3f}",
+        "target loss (base → tuned)": f"{evaluation['base']['loss']:.2f} → {evaluation['finetuned']['loss']:.2f}",
         "trainable params": train["trainable_parameters"],
         "train tokens/s": round(train["tokens_per_second"]),
         "trial steps": sweep["trial_steps_total"],
@@ -56,12 +62,16 @@ def run_method(method: str, home: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--update", action="store_true", help="keep the committed rows of the other methods")
     args = parser.parse_args()
-    rows = []
+    measured = {}
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as scratch:
         for method in args.methods:
-            rows.append(run_method(method, Path(scratch) / method))
-            print(json.dumps(rows[-1]), flush=True)
+            measured[method] = run_method(method, Path(scratch) / method)
+            print(json.dumps(measured[method]), flush=True)
+    committed = json.loads((RESULTS / "methods.json").read_text())["rows"] if args.update else []
+    kept = {row["method"]: row for row in committed}
+    rows = [measured.get(method) or kept[method] for method in METHODS if method in measured or method in kept]
     every_one = all(row["promoted"] is not None for row in rows)
     targets = [target("every method runs the whole DAG (train, evaluate, gate, register)", len(rows), every_one)]
     notes = (
