@@ -7,6 +7,9 @@ Outputs, all committed so the demo needs no generation step:
   demo/data/tickets.csv    ticket text → category label (columns: text, category)
   demo/data/replies.jsonl  chat conversations: customer message(s) → agent reply
   demo/data/planted.json   every planted problem with its file and line, and the counts a run must find
+  demo/data/preferences.jsonl  preference pairs for DPO: a ticket → the right category vs a wrong one, a customer
+                           message → a polite, helpful reply vs a curt one (its own seed: the files above do not
+                           change with it); its planted problems and counts are under `preferences` in planted.json
 
 `--fine-grained DIR` writes the many-label variant instead: DIR/tickets.csv, ~10k tickets over 42 intents
 (`billing-double-charge`, `shipping-late`, ...; seven per category), each ticket one intent sentence among 0-2
@@ -487,6 +490,68 @@ def write_replies(rng: random.Random) -> dict:
     }
 
 
+PREFERENCE_SEED = SEED + 1
+CATEGORY_PAIRS, TONE_PAIRS = 500, 150
+CURT_REPLIES = [
+    "Not our problem.",
+    "Read the FAQ.",
+    "Wait like everyone else.",
+    "We can't help with that.",
+    "Try again later.",
+    "Ask your bank.",
+]
+
+
+def make_preference_pairs(rng: random.Random) -> list[dict[str, str]]:
+    """Distinct pairs: a ticket with its category chosen over a wrong one, or a polite reply over a curt one."""
+    distinct, pairs = DistinctTexts(), []
+    while len(pairs) < CATEGORY_PAIRS + TONE_PAIRS:
+        label = rng.choice(LABELS)
+        prompt = make_ticket(label, rng)
+        if not distinct.accept(prompt):
+            continue
+        if len(pairs) < CATEGORY_PAIRS:
+            wrong = rng.choice([other for other in LABELS if other != label])
+            pairs.append({"prompt": prompt, "chosen": label, "rejected": wrong})
+        else:
+            polite = " ".join(fill(s, rng) for s in rng.sample(REPLY_SENTENCES, rng.randint(2, 3)))
+            pairs.append({"prompt": prompt, "chosen": polite, "rejected": rng.choice(CURT_REPLIES)})
+    rng.shuffle(pairs)
+    return pairs
+
+
+def write_preferences(rng: random.Random) -> dict:
+    """demo/data/preferences.jsonl with 3 exact duplicate pairs and 4 bad pairs planted; their manifest."""
+    pairs = make_preference_pairs(rng)
+    duplicates = plant_duplicates(
+        pairs,
+        rng,
+        {"copy": 3},
+        text_of=lambda row: row["rejected"],
+        with_text=lambda row, text: {**row, "rejected": text},
+    )
+    problems = [
+        ({**pairs[0], "rejected": pairs[0]["chosen"].upper()}, "chosen_differs_from_rejected"),
+        ({**pairs[1], "rejected": pairs[1]["chosen"]}, "chosen_differs_from_rejected"),
+        ({**pairs[2], "rejected": "   "}, "rejected_not_blank"),
+        ({key: value for key, value in pairs[3].items() if key != "rejected"}, "rejected_present"),
+    ]
+    rows = list(pairs)
+    for problem, kind in problems:
+        rows.insert(rng.randrange(len(rows) + 1), {"__problem__": kind, "value": problem})
+    lines = [json.dumps(row["value"] if "__problem__" in row else row, ensure_ascii=False) for row in rows]
+    (OUT_DIR / "preferences.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line_of = {id(row): index for index, row in enumerate(rows, start=1)}
+    return {
+        "rows": len(rows),
+        "duplicates": duplicate_manifest(duplicates, line_of),
+        "quarantined": sorted(
+            [{"line": line_of[id(row)], "problem": row["__problem__"]} for row in rows if "__problem__" in row],
+            key=lambda entry: entry["line"],
+        ),
+    }
+
+
 def duplicate_manifest(duplicates: list[dict], line_of: dict[int, int]) -> list[dict]:
     """Where each planted duplicate and its original ended up (file lines), and what dedup should do with it."""
     return [
@@ -569,7 +634,8 @@ def main() -> None:
         "exact_duplicates": sum(d["expected"] == "exact" for f in files.values() for d in f["duplicates"]),
         "near_duplicates": sum(d["expected"] == "near" for f in files.values() for d in f["duplicates"]),
     }
-    manifest = {"seed": SEED, "labels": LABELS, "totals": totals, "files": files}
+    preferences = write_preferences(random.Random(PREFERENCE_SEED))
+    manifest = {"seed": SEED, "labels": LABELS, "totals": totals, "files": files, "preferences": preferences}
     (OUT_DIR / "planted.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(totals))
 

@@ -47,7 +47,18 @@ from tunegate.retrying import RETRY_DELAYS_SECONDS, retry_unless_input_error
 from tunegate.stage_results import IngestResult, SourceFingerprint
 from tunegate.stages import stage_directory
 
-CANONICAL_COLUMNS = ["row_id", "source", "source_line", "shape", "labelled", "prompt", "completion", "messages", "raw"]
+CANONICAL_COLUMNS = [
+    "row_id",
+    "source",
+    "source_line",
+    "shape",
+    "labelled",
+    "prompt",
+    "completion",
+    "messages",
+    "rejected",
+    "raw",
+]
 EXTENSION_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -196,7 +207,7 @@ def read_jsonl_table(source: SourceConfig, content: bytes, prefix: str) -> pd.Da
     line_numbers = np.flatnonzero(~blank) + 1
     if len(line_numbers) != table.num_rows:
         return None
-    prompt, completion = text_shape_fields(shape, table)
+    prompt, completion, rejected = text_shape_fields(shape, table)
     return pd.DataFrame(
         {
             "row_id": [f"{prefix}:{line}" for line in line_numbers.tolist()],
@@ -207,6 +218,7 @@ def read_jsonl_table(source: SourceConfig, content: bytes, prefix: str) -> pd.Da
             "prompt": prompt,
             "completion": completion,
             "messages": None,
+            "rejected": rejected,
             "raw": (lines.filter(pa.array(~blank)) if blank.any() else lines).to_pandas(),
         },
         columns=CANONICAL_COLUMNS,
@@ -233,8 +245,10 @@ def single_text_shape(source: SourceConfig, table: pa.Table) -> str | None:
         return None
     if source.shape != "auto":
         return source.shape
-    for shape in RECORD_SHAPES[1:]:  # chat was ruled out above
+    for shape in RECORD_SHAPES:
         keys = shape.detected_by
+        if shape.name == "chat":  # ruled out above
+            continue
         # A null in Arrow may be a key some record lacks; per record, that record could be another shape.
         if all(name in present and table[name].null_count == 0 for name in keys):
             return shape.name
@@ -247,15 +261,16 @@ def is_arrow_string(data_type: pa.DataType) -> bool:
     return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
 
 
-def text_shape_fields(shape: str, table: pa.Table) -> tuple[Any, Any]:
-    """(prompt, completion) columns for a text shape, as canonical_fields builds them per record."""
+def text_shape_fields(shape: str, table: pa.Table) -> tuple[Any, Any, Any]:
+    """(prompt, completion, rejected) columns for a text shape, as canonical_fields builds them per record."""
 
     def column(name: str) -> pd.Series:
         return table[name].to_pandas() if name in table.column_names else pd.Series([None] * table.num_rows)
 
     spec = SHAPES[shape]
     parts = [column(name) for name in spec.prompt_from]
-    return vectorized_prompt(parts), column(spec.completion_from)
+    rejected = column(spec.rejected_from) if spec.rejected_from else None
+    return vectorized_prompt(parts), column(spec.completion_from), rejected
 
 
 def vectorized_prompt(parts: list[pd.Series]) -> Any:
@@ -444,7 +459,7 @@ def rejection(path: str, prefix: str, record: RawRecord, problem: str) -> dict[s
 
 
 def canonical_fields(shape: str, fields: dict[str, Any]) -> tuple[str | None, list[Any]]:
-    """(problem, [prompt, completion, messages]) for one record of a known shape."""
+    """(problem, [prompt, completion, messages, rejected]) for one record of a known shape."""
     for name in TEXT_FIELDS:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
@@ -468,4 +483,4 @@ def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:
     turns = [{"role": m["role"], "content": m["content"]} for m in messages]
     prompt = "\n".join(f"{m['role']}: {m['content']}" for m in turns[:-1])
     completion = turns[-1]["content"] if turns[-1]["role"] == "assistant" else None
-    return None, [prompt, completion, turns]
+    return None, [prompt, completion, turns, None]

@@ -78,12 +78,15 @@ def validate_rows(
 
 
 def add_derived_columns(frame: pd.DataFrame, validation: ValidationConfig) -> pd.DataFrame:
-    """Columns the suites check: the chat role sequence and, with a tokenizer, the token count."""
+    """Columns the suites check: the chat role sequence, whether a preference pair's replies differ and, with a
+    tokenizer, the token count."""
     frame = frame.copy()
     frame["chat_roles"] = [
         ",".join(message["role"] for message in messages) if messages is not None else None
         for messages in frame["messages"]
     ]
+    chosen, rejected = (frame[name].fillna("").str.strip().str.lower() for name in ("completion", "rejected"))
+    frame["replies_differ"] = (chosen != rejected).where(frame["shape"] == "preference")
     frame["total_tokens"] = count_tokens(frame, validation) if validation.tokenizer else pd.NA
     frame["total_tokens"] = frame["total_tokens"].astype("Int64")
     return frame

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tunegate.errors import InputError
 from tunegate.secrets import redact
 
-RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text"]
+RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text", "preference"]
 FileFormat = Literal["auto", "jsonl", "json", "csv", "parquet"]
 
 
@@ -33,8 +33,8 @@ class SourceConfig(StrictModel):
     )
     shape: RecordShape = Field(
         default="auto",
-        description="Record shape: alpaca (instruction/input/output), prompt_completion, chat (messages), text; "
-        "`auto` detects it per record from the field names.",
+        description="Record shape: alpaca (instruction/input/output), prompt_completion, chat (messages), text, "
+        "preference (prompt/chosen/rejected pairs); `auto` detects it per record from the field names.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -85,10 +85,11 @@ class DedupConfig(StrictModel):
         description="Words per shingle. 2 suits short texts: one changed word in a 30-word ticket keeps Jaccard ~0.87.",
     )
     num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash permutations (signature length).")
-    fields: list[Literal["prompt", "completion"]] = Field(
-        default_factory=lambda: ["prompt", "completion"],
+    fields: list[Literal["prompt", "completion", "rejected"]] = Field(
+        default_factory=lambda: ["prompt", "completion", "rejected"],
         min_length=1,
-        description="Canonical fields whose text is compared.",
+        description="Canonical fields whose text is compared (a preference pair's chosen reply is its completion, "
+        "its rejected reply `rejected`, empty for other rows).",
     )
     seed: int = Field(default=1, ge=0, description="Seed of the MinHash permutations.")
 

@@ -1,5 +1,6 @@
 """The record shapes ingest accepts, in one table: how each is detected, which fields it requires, and how its
-fields map onto the canonical (prompt, completion, messages) row.
+fields map onto the canonical (prompt, completion, messages, rejected) row: a preference pair keeps its chosen reply
+as the completion (what SFT would train on) and its rejected reply beside it.
 
 Detection goes down the table in order and the first shape whose `detected_by` fields are all present wins, so a
 record with both `messages` and `prompt` is chat. A user's other field names map onto these with a source's
@@ -22,12 +23,22 @@ class RecordShape:
     prompt_from: tuple[str, ...]  # joined with a blank line when every one is non-empty, else the first
     completion_from: str | None  # None: chat (the last turn, when it is the assistant's)
     hint: str  # how the error messages spell it
+    rejected_from: str | None = None  # preference pairs: the rejected reply
 
 
 RECORD_SHAPES: tuple[RecordShape, ...] = (
     RecordShape("chat", ("messages",), ("messages",), (), None, "messages"),
     RecordShape(
         "alpaca", ("instruction",), ("instruction", "output"), ("instruction", "input"), "output", "instruction+output"
+    ),
+    RecordShape(
+        "preference",
+        ("chosen",),  # a pair missing its rejected reply is still a pair: quarantined as rejected_present
+        ("prompt", "chosen", "rejected"),
+        ("prompt",),
+        "chosen",
+        "prompt+chosen+rejected",
+        rejected_from="rejected",
     ),
     RecordShape(
         "prompt_completion", ("prompt",), ("prompt", "completion"), ("prompt",), "completion", "prompt+completion"
@@ -37,7 +48,9 @@ RECORD_SHAPES: tuple[RecordShape, ...] = (
 SHAPES = {shape.name: shape for shape in RECORD_SHAPES}
 KNOWN_SHAPES_HINT = " | ".join(shape.hint for shape in RECORD_SHAPES)
 # Fields that must be strings when present (checked record by record).
-TEXT_FIELDS = tuple(dict.fromkeys(f for s in RECORD_SHAPES for f in (*s.prompt_from, s.completion_from) if f))
+TEXT_FIELDS = tuple(
+    dict.fromkeys(f for s in RECORD_SHAPES for f in (*s.prompt_from, s.completion_from, s.rejected_from) if f)
+)
 
 
 def detect_shape(field_names: Any) -> str | None:
@@ -57,6 +70,8 @@ def joined_prompt(parts: list[Any]) -> Any:
 
 
 def text_record_fields(shape: str, fields: dict[str, Any]) -> list[Any]:
-    """[prompt, completion, messages] of a record of a text (non-chat) shape."""
+    """[prompt, completion, messages, rejected] of a record of a text (non-chat) shape."""
     spec = SHAPES[shape]
-    return [joined_prompt([fields.get(name) for name in spec.prompt_from]), fields.get(spec.completion_from), None]
+    prompt = joined_prompt([fields.get(name) for name in spec.prompt_from])
+    rejected = fields.get(spec.rejected_from) if spec.rejected_from else None
+    return [prompt, fields.get(spec.completion_from), None, rejected]

@@ -13,7 +13,7 @@ def test_suite_files_are_valid_gx_suites_with_unique_check_names():
         suite = gx.ExpectationSuite(**document)
         assert suite.name == path.stem
         names += [e["meta"]["check"] for e in document["expectations"]]
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 18
 
 
 def test_chat_role_rule_accepts_system_then_alternating_turns_only(tmp_path):
@@ -44,12 +44,22 @@ def test_chat_role_rule_accepts_system_then_alternating_turns_only(tmp_path):
 
 def test_row_suites_read_only_the_columns_they_check_and_their_row_conditions():
     # raw and messages (the bulk of a row) are never handed to GX's row checks.
-    assert columns_checked(row_suite_names(False, False)) == ["chat_roles", "completion", "prompt", "row_id", "shape"]
+    assert columns_checked(row_suite_names(False, False)) == [
+        "chat_roles",
+        "completion",
+        "prompt",
+        "rejected",
+        "replies_differ",
+        "row_id",
+        "shape",
+    ]
     assert columns_checked(row_suite_names(True, True)) == [
         "chat_roles",
         "completion",
         "labelled",
         "prompt",
+        "rejected",
+        "replies_differ",
         "row_id",
         "shape",
         "total_tokens",

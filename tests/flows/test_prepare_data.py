@@ -240,3 +240,26 @@ def test_flow_parameter_schema_is_the_config_model_with_descriptions():
         if not field.get("description")
     ]
     assert undocumented == []
+
+
+def test_the_demo_preference_pairs_are_checked_and_deduplicated_as_planted(tmp_path):
+    config = load_config(
+        REPO / "deployments" / "demo.yaml",
+        [f"home={tmp_path}", f'data.sources=[{{"path": "{DEMO_DATA / "preferences.jsonl"}"}}]'],
+    )
+    summary = data_summary(prepare_data(config))
+    planted = PLANTED["preferences"]
+    data = summary["data"]
+    assert (data["rows_read"], data["quarantined"], data["exact_duplicates"], data["near_duplicates"]) == (
+        planted["rows"],
+        len(planted["quarantined"]),
+        len(planted["duplicates"]),
+        0,
+    )
+    with open(data["files"]["quarantine"]) as handle:
+        quarantined = sorted((q["source_line"], q["checks"]) for q in map(json.loads, handle))
+    assert quarantined == [(q["line"], [q["problem"]]) for q in planted["quarantined"]]
+    found = pd.read_parquet(data["files"]["duplicates"])
+    assert sorted(found["source_line"]) == sorted(d["line"] for d in planted["duplicates"])
+    train = pd.read_parquet(data["files"]["train"])
+    assert set(train["shape"]) == {"preference"} and train["rejected"].notna().all()

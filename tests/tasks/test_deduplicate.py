@@ -19,6 +19,7 @@ def rows(texts):
             "source_line": range(1, len(texts) + 1),
             "prompt": texts,
             "completion": "shipping",
+            "rejected": None,
         }
     )
 
@@ -63,3 +64,14 @@ def test_chain_of_near_duplicates_drops_to_the_first_row_and_names_the_direct_ma
         ["f:2", "f:1", "f:1"],
         ["f:3", "f:1", "f:2"],
     ]
+
+
+def test_preference_pairs_are_duplicates_only_when_both_replies_match(tmp_path):
+    # Compared on prompt + chosen + rejected: with a short prompt, another rejected reply is another pair.
+    pairs = rows(["Where is my parcel?"] * 3).assign(
+        completion="It left our depot on Monday and arrives tomorrow.",
+        rejected=["No idea, ask the courier.", "no   IDEA, ask the COURIER.", "Parcels are not our problem at all."],
+    )
+    result = deduplicate_rows.fn(write_table(pairs, tmp_path / "pairs.parquet"), DedupConfig(), str(tmp_path))
+    assert result.kept.read()["row_id"].tolist() == ["f:1", "f:3"]
+    assert result.duplicates.read()[["row_id", "kind", "duplicate_of"]].values.tolist() == [["f:2", "exact", "f:1"]]

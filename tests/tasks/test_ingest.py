@@ -101,7 +101,7 @@ def test_record_problems_are_rejected_with_line_and_reason(tmp_path):
             6,
             [
                 "record of unknown shape with fields ['unknown']; expected messages | instruction+output | "
-                "prompt+completion | text (map other names with `columns:`)"
+                "prompt+chosen+rejected | prompt+completion | text (map other names with `columns:`)"
             ],
         ),
     ]
@@ -192,6 +192,14 @@ def per_record_rows(source: SourceConfig, content: bytes) -> pd.DataFrame:
             {},
         ),
         (['{"text": "plain"}', '{"text": "more"}'], {}),
+        # preference pairs, one without its rejected reply (validation quarantines it: rejected_present)
+        (
+            [
+                '{"prompt": "Where is my parcel?", "chosen": "It ships today.", "rejected": "No idea."}',
+                '{"prompt": "Refund?", "chosen": "Issued.", "rejected": null}',
+            ],
+            {},
+        ),
         (
             ['{"question": "q", "category": "billing"}'],
             {"columns": {"question": "prompt", "category": "completion"}, "labelled": True},
@@ -223,3 +231,30 @@ def test_whole_file_jsonl_path_gives_exactly_the_per_record_rows(tmp_path, lines
 def test_files_the_whole_file_path_cannot_take_go_record_by_record(tmp_path, lines):
     source = SourceConfig(path=str(tmp_path / "d.jsonl"))
     assert read_jsonl_table(source, "\n".join(lines).encode(), "d.jsonl") is None
+
+
+def test_preference_pairs_keep_the_chosen_reply_as_completion_and_the_rejected_beside_it(tmp_path):
+    csv = (
+        "question,good,bad\n"
+        "Where is my parcel?,It ships today.,No idea.\n"
+        "Refund?,Issued to your card.,Ask someone else.\n"
+    )
+    mapping = {"question": "prompt", "good": "chosen", "bad": "rejected"}
+    jsonl = (
+        '{"prompt": "Hi", "chosen": "Hello! How can I help?", "rejected": "What."}\n'
+        '{"prompt": "Bye", "chosen": "Goodbye!", "rejected": 3}\n'
+    )
+    result = ingest(
+        tmp_path,
+        SourceConfig(path=write_text(tmp_path / "pairs.csv", csv), columns=mapping),
+        SourceConfig(path=write_text(tmp_path / "pairs.jsonl", jsonl)),
+    )
+    table = result.canonical.read()
+    assert table[["row_id", "shape", "prompt", "completion", "rejected"]].values.tolist() == [
+        ["pairs.csv:2", "preference", "Where is my parcel?", "It ships today.", "No idea."],
+        ["pairs.csv:3", "preference", "Refund?", "Issued to your card.", "Ask someone else."],
+        ["pairs.jsonl:1", "preference", "Hi", "Hello! How can I help?", "What."],
+    ]
+    assert [(r["row_id"], r["checks"]) for r in rejected(result)] == [
+        ("pairs.jsonl:2", ["field 'rejected': expected a string, got int"])
+    ]

@@ -98,3 +98,25 @@ def test_token_length_is_checked_when_a_tokenizer_is_configured(tmp_path):
     validation = ValidationConfig(min_rows=5, max_quarantine_fraction=0.5, tokenizer=tokenizer, max_tokens=20)
     result = run_validation(tmp_path, GOOD + [long_one], validation)
     assert quarantine(result) == {9: ["total_tokens_within_limit"]}
+
+
+def test_preference_pairs_need_two_different_non_empty_replies(tmp_path):
+    pair = {"prompt": "Where is my parcel?", "chosen": "billing", "rejected": "shipping"}
+    bad = [
+        {**pair, "rejected": "  BILLING "},  # the same reply after trimming and lower-casing
+        {**pair, "rejected": "   "},
+        {key: value for key, value in pair.items() if key != "rejected"},
+        {**pair, "rejected": "r" * 300},
+    ]
+    result = run_validation(
+        tmp_path,
+        GOOD + [pair] * 2 + bad,
+        ValidationConfig(min_rows=5, max_quarantine_fraction=0.5, max_completion_chars=200),
+    )
+    assert quarantine(result) == {
+        11: ["chosen_differs_from_rejected"],
+        12: ["rejected_not_blank"],
+        13: ["rejected_present"],
+        14: ["rejected_length_chars"],
+    }
+    assert result.valid.rows == 10 and result.success

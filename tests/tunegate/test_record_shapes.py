@@ -18,6 +18,7 @@ from tunegate.record_shapes import (
 def test_detection_takes_the_first_shape_down_the_table():
     assert detect_shape({"messages": [], "prompt": "p"}) == "chat"
     assert detect_shape({"instruction": "i", "prompt": "p"}) == "alpaca"
+    assert detect_shape({"prompt": "p", "chosen": "c", "completion": "x"}) == "preference"
     assert detect_shape({"prompt": "p", "text": "t"}) == "prompt_completion"
     assert detect_shape({"text": "t"}) == "text"
     assert detect_shape({"question": "q", "answer": "a"}) is None
@@ -25,19 +26,21 @@ def test_detection_takes_the_first_shape_down_the_table():
 
 def test_the_config_accepts_exactly_the_shapes_in_the_table():
     assert set(get_args(ConfiguredShape)) == {"auto", *SHAPES}
-    assert [shape.name for shape in RECORD_SHAPES] == ["chat", "alpaca", "prompt_completion", "text"]
+    assert [shape.name for shape in RECORD_SHAPES] == ["chat", "alpaca", "preference", "prompt_completion", "text"]
 
 
 def test_error_messages_and_type_checks_come_from_the_table():
-    assert KNOWN_SHAPES_HINT == "messages | instruction+output | prompt+completion | text"
-    assert TEXT_FIELDS == ("instruction", "input", "output", "prompt", "completion", "text")
+    assert KNOWN_SHAPES_HINT == "messages | instruction+output | prompt+chosen+rejected | prompt+completion | text"
+    assert TEXT_FIELDS == ("instruction", "input", "output", "prompt", "chosen", "rejected", "completion", "text")
     assert SHAPES["alpaca"].required == ("instruction", "output")
 
 
 def test_text_shapes_map_onto_prompt_and_completion():
     alpaca = {"instruction": "Classify", "input": "my card was charged twice", "output": "billing"}
-    assert text_record_fields("alpaca", alpaca) == ["Classify\n\nmy card was charged twice", "billing", None]
-    assert text_record_fields("alpaca", {**alpaca, "input": ""}) == ["Classify", "billing", None]
-    assert text_record_fields("alpaca", {"instruction": "Classify", "output": "x"}) == ["Classify", "x", None]
-    assert text_record_fields("prompt_completion", {"prompt": "p", "completion": "c"}) == ["p", "c", None]
-    assert text_record_fields("text", {"text": "t"}) == ["", "t", None]
+    assert text_record_fields("alpaca", alpaca) == ["Classify\n\nmy card was charged twice", "billing", None, None]
+    assert text_record_fields("alpaca", {**alpaca, "input": ""}) == ["Classify", "billing", None, None]
+    pair = {"prompt": "Where is my parcel?", "chosen": "It ships today.", "rejected": "No idea."}
+    assert text_record_fields("preference", pair) == ["Where is my parcel?", "It ships today.", None, "No idea."]
+    assert text_record_fields("alpaca", {"instruction": "Classify", "output": "x"}) == ["Classify", "x", None, None]
+    assert text_record_fields("prompt_completion", {"prompt": "p", "completion": "c"}) == ["p", "c", None, None]
+    assert text_record_fields("text", {"text": "t"}) == ["", "t", None, None]
