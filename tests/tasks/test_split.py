@@ -15,6 +15,7 @@ def kept_rows(count_per_label: dict[str, int]) -> pd.DataFrame:
             "labelled": True,
             "prompt": [f"ticket {i} word{i} text{i * 7} body{i * 13}" for i in range(len(labels))],
             "completion": labels,
+            "rejected": None,  # a canonical column: preference pairs only
         }
     )
 
