@@ -29,6 +29,7 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 SEED = 20261122
 OUT_DIR = Path(__file__).parent / "data"
@@ -471,14 +472,22 @@ def write_replies(rng: random.Random) -> dict:
             "empty_reply",
         ),
     ]
-    rows = list(conversations)
+    return write_jsonl_with_problems("replies.jsonl", conversations, problems, duplicates, rng)
+
+
+def write_jsonl_with_problems(
+    name: str, records: list[dict], problems: list[tuple[Any, str]], duplicates: list[dict], rng: random.Random
+) -> dict:
+    """Insert each planted problem at a random line (a string is written as the raw line), write OUT_DIR/name, and
+    return its manifest: row count, planted duplicates and problems with the lines they ended on."""
+    rows = list(records)
     for problem, kind in problems:
         rows.insert(rng.randrange(len(rows) + 1), {"__problem__": kind, "value": problem})
     lines = []
     for row in rows:
         value = row["value"] if "__problem__" in row else row
         lines.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-    (OUT_DIR / "replies.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (OUT_DIR / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     line_of = {id(row): index for index, row in enumerate(rows, start=1)}
     return {
         "rows": len(rows),
@@ -536,20 +545,7 @@ def write_preferences(rng: random.Random) -> dict:
         ({**pairs[2], "rejected": "   "}, "rejected_not_blank"),
         ({key: value for key, value in pairs[3].items() if key != "rejected"}, "rejected_present"),
     ]
-    rows = list(pairs)
-    for problem, kind in problems:
-        rows.insert(rng.randrange(len(rows) + 1), {"__problem__": kind, "value": problem})
-    lines = [json.dumps(row["value"] if "__problem__" in row else row, ensure_ascii=False) for row in rows]
-    (OUT_DIR / "preferences.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    line_of = {id(row): index for index, row in enumerate(rows, start=1)}
-    return {
-        "rows": len(rows),
-        "duplicates": duplicate_manifest(duplicates, line_of),
-        "quarantined": sorted(
-            [{"line": line_of[id(row)], "problem": row["__problem__"]} for row in rows if "__problem__" in row],
-            key=lambda entry: entry["line"],
-        ),
-    }
+    return write_jsonl_with_problems("preferences.jsonl", pairs, problems, duplicates, rng)
 
 
 def duplicate_manifest(duplicates: list[dict], line_of: dict[int, int]) -> list[dict]:

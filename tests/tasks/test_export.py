@@ -41,21 +41,21 @@ def settings_for(home: Path, export: ExportConfig = BOTH) -> ExportSettings:
     )
 
 
+def trained(home: Path, method: str, rows: int, steps: int, learning_rate: float) -> str:
+    """The adapter directory of `steps` steps of `method` on `rows` demo tickets (batch 8)."""
+    recipe = TrainConfig(method=method, save_steps=steps, batch_size=8, learning_rate=learning_rate, warmup_ratio=0.0)
+    model = ModelConfig(base=str(BASE_MODEL))
+    plan = fixed_plan(steps, [steps])
+    return run_training(ticket_rows(rows), ticket_rows(16, skip=rows), model, recipe, plan, home / "train").adapter_dir
+
+
 @pytest.fixture(scope="module")
 def evaluated_adapter(tmp_path_factory):
     """A LoRA adapter trained for 20 steps (0.25 accuracy on 24 test tickets, the base 0) and its evaluation."""
     home = tmp_path_factory.mktemp("export")
-    recipe = TrainConfig(save_steps=10, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
-    trained = run_training(
-        ticket_rows(160),
-        ticket_rows(16, skip=160),
-        ModelConfig(base=str(BASE_MODEL)),
-        recipe,
-        fixed_plan(20, [20]),
-        home / "train",
-    )
+    adapter_dir = trained(home, "lora", rows=160, steps=20, learning_rate=5e-3)
     test = write_table(ticket_rows(24, skip=200).assign(labelled=True).reset_index(drop=True), home / "test.parquet")
-    adapter = AdapterRef.of(trained.adapter_dir, "lora")
+    adapter = AdapterRef.of(adapter_dir, "lora")
     settings = settings_for(home)
     evaluation = EvaluationSettings.model_validate(settings.model_dump(exclude={"export"}))
     return home, adapter, evaluate_final_model.fn(adapter, test, evaluation)
@@ -122,15 +122,7 @@ def test_no_export_configured_builds_and_writes_nothing(evaluated_adapter):
 
 
 def test_virtual_tokens_have_no_whole_weights_to_merge_or_quantize(tmp_path):
-    recipe = TrainConfig(method="prompt_tuning", save_steps=2, batch_size=8, learning_rate=3e-2, warmup_ratio=0.0)
-    trained = run_training(
-        ticket_rows(16),
-        ticket_rows(8, skip=16),
-        ModelConfig(base=str(BASE_MODEL)),
-        recipe,
-        fixed_plan(2, [2]),
-        tmp_path / "train",
-    )
+    adapter_dir = trained(tmp_path, "prompt_tuning", rows=16, steps=2, learning_rate=3e-2)
     rows = write_table(ticket_rows(4, skip=40).assign(labelled=True).reset_index(drop=True), tmp_path / "rows.parquet")
     scores = write_table(pd.DataFrame({"base": [0.0] * 4, "finetuned": [0.0] * 4}), tmp_path / "scores.parquet")
     result = EvalResult(
@@ -143,7 +135,7 @@ def test_virtual_tokens_have_no_whole_weights_to_merge_or_quantize(tmp_path):
         examples=[],
     )
     evaluated = EvaluationOutput(result=result, rows=rows, scores=scores)
-    built = export_builds.fn(AdapterRef.of(trained.adapter_dir, "prompt_tuning"), evaluated, settings_for(tmp_path))
+    built = export_builds.fn(AdapterRef.of(adapter_dir, "prompt_tuning"), evaluated, settings_for(tmp_path))
     reason = "not built: prompt_tuning trains virtual tokens fed with the input, not weight deltas: nothing to merge"
     assert [(build.name, build.reason, build.registrable) for build in built.builds] == [
         ("adapter", "the adapter as evaluated", False),
