@@ -121,10 +121,12 @@ def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: Ex
     requested = [name for name, wanted in (("merged", export.merged), ("int8", export.int8)) if wanted]
     if isinstance(whole, str):
         return nothing.model_copy(update={"builds": builds + [skipped(name, whole) for name in requested]})
+    # Loaded once from disk (what is registered): measured as merged, then copied into the int8 build.
+    whole_model = load_trained_model(whole.path, base, trusted)
     if export.merged:
-        builds.append(merged_build(adapter, whole, base, trusted, bench))
+        builds.append(merged_build(adapter, whole, whole_model, bench))
     if export.int8:
-        quantized = quantized_int8(load_trained_model(whole.path, base, trusted))
+        quantized = quantized_int8(whole_model)
         builds.append(bench.measured("int8", quantized, whole, serialized_bytes(quantized), INT8_DYNAMIC))
     return nothing.model_copy(update={"builds": builds})
 
@@ -141,10 +143,10 @@ def whole_weights(adapter: AdapterRef, base: str, trusted: bool, merged_dir: Pat
     return AdapterRef.of(merged_dir, "full")
 
 
-def merged_build(adapter: AdapterRef, whole: AdapterRef, base: str, trusted: bool, bench: BuildBench) -> ExportedBuild:
+def merged_build(adapter: AdapterRef, whole: AdapterRef, whole_model: Any, bench: BuildBench) -> ExportedBuild:
     if whole.path == adapter.path:
         return skipped("merged", unmergeable_reason(adapter.path, adapter.method) or "")
-    return bench.measured("merged", load_trained_model(whole.path, base, trusted), whole, weight_bytes(whole.path))
+    return bench.measured("merged", whole_model, whole, weight_bytes(whole.path))
 
 
 def save_whole(model: Any, adapter_dir: str, out_dir: Path) -> None:

@@ -31,8 +31,9 @@ def merged_model(directory: str | Path, base: str, trust_remote_code: bool = Fal
 
 
 def quantized_int8(model: Any) -> Any:
-    """Every nn.Linear (lm_head included) as a dynamically quantized int8 linear: int8 weights with a per-tensor
-    scale, activations quantized per batch as they come. CPU only (x86 and ARM engines)."""
+    """A copy of `model` with every nn.Linear (lm_head included) as a dynamically quantized int8 linear: int8
+    weights with a per-tensor scale, activations quantized per batch as they come. CPU only (x86 and ARM
+    engines); `model` itself is left as it was."""
     import warnings
 
     import torch
