@@ -236,13 +236,23 @@ def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny
     assert summary["registry"]["version"] == "1"
 
 
+def first_flow_run_id(first: dict) -> str:
+    """The Prefect flow run of the first tiny run (its parent MLflow run is tagged with it)."""
+    run = mlflow_client(first["mlflow"]["tracking_uri"]).get_run(first["mlflow"]["run_id"])
+    return run.data.tags["prefect.flow_run_id"]
+
+
 def test_the_run_publishes_a_markdown_report_artifact(tiny_runs):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
+    # This run's report: the session's Prefect server also holds the reports of other tests' runs.
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finetune-report"]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["finetune-report"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[first_flow_run_id(tiny_runs[0])]),
+            )
         )
     report = artifacts[-1].data
     assert report.startswith("# Fine-tuning run")
@@ -257,11 +267,7 @@ def test_sweep_and_training_progress_artifacts_end_at_100_percent(tiny_runs):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     first, _ = tiny_runs
-    flow_run_id = (
-        mlflow_client(first["mlflow"]["tracking_uri"])
-        .get_run(first["mlflow"]["run_id"])
-        .data.tags["prefect.flow_run_id"]
-    )
+    flow_run_id = first_flow_run_id(first)
     with get_client(sync_client=True) as client:
         latest = {
             key: client.read_artifacts(
