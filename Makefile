@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= deployments/demo.yaml
 
-.PHONY: install demo test test-fast lint data base-model serve stop bench clean
+.PHONY: install demo demo-dpo test test-fast lint data base-model serve stop bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python -m flows.finetune --config $(CONFIG) --summary-out .tunegate/summary.json
+
+# DPO after SFT: the demo's SFT champion (`make demo` registers it) trained on the demo's preference pairs.
+demo-dpo: demo
+	$(BIN)/python -m flows.finetune --config deployments/demo_dpo.yaml --summary-out .tunegate/summary-dpo.json
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

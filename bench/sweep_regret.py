@@ -97,8 +97,9 @@ def grid_search(config, home: Path) -> tuple[dict, list[dict]]:
     splits = prepare_data(config).split
     job = TrainingJob.for_trials(config, splits)
     started, rows = time.perf_counter(), []
+    rate_range = config.sweep.learning_rate_range(config.train.method, config.train.objective)
     for rank in config.sweep.lora_ranks:
-        for rate in log_spaced(*config.sweep.learning_rate_range(config.train.method), GRID_RATES):
+        for rate in log_spaced(*rate_range, GRID_RATES):
             result = job.with_params({"lora_r": rank, "learning_rate": rate}).run(home / f"r{rank}-lr{rate:.2e}")
             adapter = AdapterRef.of(result.adapter_dir, result.method)
             scored = evaluate_final_model.fn(adapter, splits.test, config.evaluation()).result

@@ -511,6 +511,12 @@ CURT_REPLIES = [
 ]
 
 
+# A tone pair asks for a reply; a bare ticket asks for its category (as in tickets.csv). Without the request the
+# two kinds of pair share one prompt form and disagree on the answer: DPO on them taught the SFT champion to answer
+# category tickets with replies (exact match 0.86 -> 0.71 on the test pairs).
+REPLY_REQUEST = "Write a reply to this customer message:"
+
+
 def make_preference_pairs(rng: random.Random) -> list[dict[str, str]]:
     """Distinct pairs: a ticket with its category chosen over a wrong one, or a polite reply over a curt one."""
     distinct, pairs = DistinctTexts(), []
@@ -524,7 +530,8 @@ def make_preference_pairs(rng: random.Random) -> list[dict[str, str]]:
             pairs.append({"prompt": prompt, "chosen": label, "rejected": wrong})
         else:
             polite = " ".join(fill(s, rng) for s in rng.sample(REPLY_SENTENCES, rng.randint(2, 3)))
-            pairs.append({"prompt": prompt, "chosen": polite, "rejected": rng.choice(CURT_REPLIES)})
+            reply_request = f"{REPLY_REQUEST} {prompt}"
+            pairs.append({"prompt": reply_request, "chosen": polite, "rejected": rng.choice(CURT_REPLIES)})
     rng.shuffle(pairs)
     return pairs
 

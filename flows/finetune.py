@@ -1,6 +1,6 @@
-"""The whole DAG: data stages → Optuna sweep at the shipped budget → the best trial as candidate → evaluation vs
-base → merged/int8 exports scored and timed → MLflow registration gated on the bootstrap interval, then the
-exports that kept the adapter's metric.
+"""The whole DAG: data stages → the base (a registered version merged into whole weights) → Optuna sweep at the
+shipped budget → the best trial as candidate → evaluation vs base → merged/int8 exports scored and timed → MLflow
+registration gated on the bootstrap interval, then the exports that kept the adapter's metric.
 
 python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
 """
@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.prepare_data import prepare_data
+from tasks.base_model import resolve_base_model
 from tasks.evaluate import evaluate_final_model
 from tasks.export import export_builds
 from tasks.register import lineage_tags, register_exports, register_model
@@ -41,6 +42,8 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     data = prepare_data(config)
     stages = StageLog(str(config.home_path()), timings=dict(data.timings), cache_hits=list(data.cache_hits))
     tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), data.data_fingerprint)
+    base = resolve_base_model(model=config.model, tracking_uri=tracking.uri, home=str(config.home_path()))
+    config = config.model_copy(update={"model": base})  # a registered base (models:/...) read from its weights
     trials = TrainingJob.for_trials(config, data.split)
     study = study_for(config, data.data_fingerprint, trials.plan)
     sweep = stages.call("sweep", run_sweep, study=study, job=trials, tracking=tracking, warm_start=warm_start)

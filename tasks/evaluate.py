@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import EvaluationSettings
 from tunegate.fingerprint import fingerprint_value
 from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
+from tunegate.preference import REFERENCE_COLUMNS, preference_result, reply_logprobs
 from tunegate.prompting import PromptFormat
 from tunegate.refs import AdapterRef, TableRef, write_table, write_text_atomic
 from tunegate.scoring import (
@@ -32,12 +34,9 @@ from tunegate.scoring import (
     scores_for_metric,
     task_metric_name,
 )
-from tunegate.sft_data import IGNORE_INDEX, encode_rows
+from tunegate.sft_data import IGNORE_INDEX, batches_of, encode_rows
 from tunegate.stage_results import EvalResult, EvaluationOutput, Predictions
 from tunegate.stages import stage_directory
-
-if TYPE_CHECKING:
-    import torch
 
 SIDE_BY_SIDE_EXAMPLES = 5
 
@@ -148,22 +147,6 @@ def target_token_loss(
     return total_loss / total_tokens if total_tokens else math.nan
 
 
-def batches_of(
-    input_ids: list[list[int]], labels: list[list[int]], batch_size: int, pad_id: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Right-padded (input_ids, attention_mask, labels) batches; padded positions are ignored by the loss."""
-    import torch
-
-    for start in range(0, len(input_ids), batch_size):
-        ids, labs = input_ids[start : start + batch_size], labels[start : start + batch_size]
-        width = max(len(x) for x in ids)
-        yield (
-            torch.tensor([x + [pad_id] * (width - len(x)) for x in ids]),
-            torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
-            torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for y in labs]),
-        )
-
-
 def evaluate_against_base(
     tuned_model: Any,
     tokenizer: Any,
@@ -177,13 +160,21 @@ def evaluate_against_base(
     """Base and fine-tuned predictions on the same rows, compared. The base is `base_model` when given
     (full fine-tuning), else the tuned PEFT model with its adapters disabled."""
     max_new_tokens = new_token_budget(tokenizer, labels)
-    if base_model is not None:
-        base = predict(base_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
-    else:
-        with tuned_model.disable_adapter():
-            base = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
+    with base_view(tuned_model, base_model) as base_weights:
+        base = predict(base_weights, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     tuned = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
     return compare_models(rows, base, tuned, labels, seed)
+
+
+@contextmanager
+def base_view(tuned_model: Any, base_model: Any | None) -> Iterator[Any]:
+    """The base to compare with: `base_model` when given (whole fine-tuned weights), else the tuned PEFT model
+    with its adapters disabled for the duration."""
+    if base_model is not None:
+        yield base_model
+        return
+    with tuned_model.disable_adapter():
+        yield tuned_model
 
 
 def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int) -> pd.DataFrame:
@@ -212,16 +203,26 @@ def evaluate_final_model(adapter: AdapterRef, test: TableRef, settings: Evaluati
     tuned = load_trained_model(adapter.path, model.base, model.trust_remote_code)
     # An adapter's base is the same model with its adapters disabled; whole weights need the base loaded apart.
     separate_base = None if is_adapter(adapter.path) else load_causal_lm(model.base, model.trust_remote_code)
+    prompt_format = PromptFormat.load(adapter.path)
     result = evaluate_against_base(
         tuned,
         tokenizer,
-        PromptFormat.load(adapter.path),
+        prompt_format,
         rows,
         task_config.labels,
         evaluation.batch_size,
         seed=evaluation.seed,
         base_model=separate_base,
     )
+    reference_logprobs: dict[str, Any] = {}
+    if settings.dpo_beta is not None:  # DPO: judged on the preference pairs against its reference, the base
+        with base_view(tuned, separate_base) as reference_model:
+            reference = reply_logprobs(reference_model, tokenizer, prompt_format, rows, evaluation.batch_size)
+        policy = reply_logprobs(tuned, tokenizer, prompt_format, rows, evaluation.batch_size)
+        result = preference_result(result, reference, policy, settings.dpo_beta, evaluation.seed)
+        reference_logprobs = dict(zip(REFERENCE_COLUMNS, reference, strict=True))
     write_text_atomic(out_dir / "evaluation.json", result.model_dump_json(indent=2))
-    scores = pd.DataFrame({"base": result.base_scores, "finetuned": result.finetuned_scores}, dtype=float)
+    scores = pd.DataFrame(
+        {"base": result.base_scores, "finetuned": result.finetuned_scores, **reference_logprobs}, dtype=float
+    )
     return EvaluationOutput(result=result, rows=rows_ref, scores=write_table(scores, out_dir / "row_scores.parquet"))

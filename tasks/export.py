@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
@@ -25,12 +26,14 @@ from tunegate.exports import (
     latency_ms,
     merged_model,
     quantized_int8,
+    save_whole,
     serialized_bytes,
     unmergeable_reason,
     weight_bytes,
 )
 from tunegate.fingerprint import fingerprint_value
 from tunegate.model_loading import is_adapter, load_trained_model
+from tunegate.preference import pair_scores, reference_logprobs
 from tunegate.prompting import PromptFormat
 from tunegate.refs import AdapterRef
 from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
@@ -53,9 +56,18 @@ class BuildBench:
     adapter_metric: float
     export: ExportConfig
     batch_size: int
+    reference: tuple[np.ndarray, np.ndarray] | None = None
 
     def prompts(self) -> list[str]:
         return [self.prompt_format.format_row(row).prompt for row in self.rows.to_dict("records")]
+
+    def scores(self, model: Any, prompts: list[str], budget: int) -> np.ndarray:
+        """Per-row task metric of `model`: its generations scored, or (DPO) its preference on each pair against the
+        reference log-probabilities the evaluation kept."""
+        if self.reference is not None:
+            return pair_scores(model, self.tokenizer, self.prompt_format, self.rows, self.reference, self.batch_size)
+        generations = generate(model, self.tokenizer, prompts, budget, self.batch_size)
+        return scores_for_metric(self.metric, self.rows, generations)
 
     def measured(
         self, name: str, model: Any, weights: AdapterRef, size_bytes: int, quantization: str | None = None
@@ -66,8 +78,7 @@ class BuildBench:
         if name == "adapter":  # scored by the evaluate stage on these rows with this generation
             value = self.adapter_metric
         else:
-            generations = generate(model, self.tokenizer, prompts, budget, self.batch_size)
-            value = mean_or_nan(scores_for_metric(self.metric, self.rows, generations))
+            value = mean_or_nan(self.scores(model, prompts, budget))
         p50, p95 = latency_ms(
             lambda prompt: generate(model, self.tokenizer, [prompt], budget, 1), prompts[: self.export.latency_rows]
         )
@@ -110,6 +121,7 @@ def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: Ex
         adapter_metric=evaluated.result.finetuned[nothing.task_metric],
         export=export,
         batch_size=settings.evaluation.batch_size,
+        reference=reference_logprobs(evaluated),
     )
     # An adapter serves its base too: both count in its size.
     served_bytes = weight_bytes(adapter.path) + (weight_bytes(base) if is_adapter(adapter.path) else 0)
@@ -139,7 +151,10 @@ def whole_weights(adapter: AdapterRef, base: str, trusted: bool, merged_dir: Pat
     reason = unmergeable_reason(adapter.path, adapter.method)
     if reason:
         return reason
-    save_whole(merged_model(adapter.path, base, trusted), adapter.path, merged_dir)
+    from transformers import AutoTokenizer
+
+    tokenizer, prompt_format = AutoTokenizer.from_pretrained(adapter.path), PromptFormat.load(adapter.path)
+    save_whole(merged_model(adapter.path, base, trusted), tokenizer, prompt_format, merged_dir)
     return AdapterRef.of(merged_dir, "full")
 
 
@@ -147,22 +162,6 @@ def merged_build(adapter: AdapterRef, whole: AdapterRef, whole_model: Any, bench
     if whole.path == adapter.path:
         return skipped("merged", unmergeable_reason(adapter.path, adapter.method) or "")
     return bench.measured("merged", whole_model, whole, weight_bytes(whole.path))
-
-
-def save_whole(model: Any, adapter_dir: str, out_dir: Path) -> None:
-    """Weights (safetensors), the adapter's tokenizer and prompt format, written beside `out_dir` and renamed into
-    place: a killed export never leaves a half-written build behind under the final name."""
-    import shutil
-
-    from transformers import AutoTokenizer
-
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(partial)
-    PromptFormat.load(adapter_dir).save(partial)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
 
 
 def skipped(name: str, reason: str) -> ExportedBuild:

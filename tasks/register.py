@@ -31,10 +31,18 @@ from prefect import task
 from tunegate.caching import stage_cache_policy
 from tunegate.config import ModelConfig, PipelineConfig, RegistryConfig, pipeline_fingerprint
 from tunegate.health import HealthReport
+from tunegate.preference import PREFERENCE_METRIC, pair_scores, reference_logprobs
 from tunegate.prepared import PreparedData
 from tunegate.refs import AdapterRef, TableRef
 from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
-from tunegate.serving import ADAPTER_ARTIFACT, AdapterGenerator, base_model_reference, registered_model_answers
+from tunegate.serving import (
+    ADAPTER_ARTIFACT,
+    GENERATION_DEFAULTS,
+    AdapterGenerator,
+    base_model_reference,
+    registered_build,
+    registered_model_answers,
+)
 from tunegate.stage_results import (
     EvalResult,
     EvaluationOutput,
@@ -98,15 +106,7 @@ def register_model(
         champion = current_champion(client, model_name)
         champion = champion if champion is None or str(champion.version) != version else None
         champion_scores = (
-            champion_scores_on(
-                client,
-                champion,
-                evaluation.task_metric,
-                eval_rows,
-                model_name,
-                tracking.uri,
-                model.trust_remote_code,
-            )
+            champion_scores_on(client, champion, evaluated, model_name, tracking.uri, model.trust_remote_code)
             if champion
             else None
         )
@@ -294,21 +294,29 @@ def current_champion(client: Any, model_name: str) -> Any | None:
 def champion_scores_on(
     client: Any,
     champion: Any,
-    metric: str,
-    eval_rows: TableRef,
+    evaluated: EvaluationOutput,
     model_name: str,
     uri: str,
     trust_remote_code: bool = False,
 ) -> np.ndarray:
-    """The champion's per-row task metric on these test rows: its logged scores if measured on the same rows,
-    else evaluated now from its weights (never its pickled pyfunc)."""
+    """The champion's per-row task metric on the candidate's test rows: its logged scores if measured on the same
+    rows, else measured now from its weights (never its pickled pyfunc): its generations scored, or (DPO) its
+    preference on each pair against the candidate's reference."""
+    eval_rows = evaluated.rows
     logged = logged_row_scores(client, champion)
     if logged is not None and logged["test_fingerprint"] == eval_rows.fingerprint:
         return np.array(logged["scores"], dtype=float)
 
-    rows = eval_rows.read()
-    generations = registered_model_answers(f"models:/{model_name}/{champion.version}", rows, trust_remote_code, uri)
-    return scores_for_metric(metric, rows, generations)
+    rows, reference = eval_rows.read(), reference_logprobs(evaluated)
+    champion_uri = f"models:/{model_name}/{champion.version}"
+    if reference is None:
+        return scores_for_metric(
+            evaluated.result.task_metric, rows, registered_model_answers(champion_uri, rows, trust_remote_code, uri)
+        )
+    with registered_build(champion_uri, trust_remote_code, uri) as build:
+        return pair_scores(
+            build.model, build.tokenizer, build.prompt_format, rows, reference, GENERATION_DEFAULTS["batch_size"]
+        )
 
 
 def logged_row_scores(client: Any, version: Any) -> dict[str, Any] | None:
@@ -351,6 +359,9 @@ def promotion_decision(
     )
     if low < registry.min_gain_over_base:
         return False, f"not promoted: {gain}"
+    degraded = degraded_generations(evaluation, registry.max_generation_drop)
+    if degraded:
+        return False, f"not promoted: {gain}, but {degraded}"
     if champion is None:
         return True, f"promoted: {gain}; no champion yet"
     c_low, c_high = paired_bootstrap_ci(champion.scores, tuned_scores, seed)
@@ -362,6 +373,22 @@ def promotion_decision(
     if not c_low > registry.min_gain_over_champion:
         return False, f"not promoted: {gain}, but vs {against}"
     return True, f"promoted: {gain}; beats {against}"
+
+
+def degraded_generations(evaluation: EvalResult, max_drop: float) -> str | None:
+    """For preference pairs: why the fine-tuned model's own answers (scored against the chosen replies) fell too far
+    below the base's, else None."""
+    if evaluation.task_metric != PREFERENCE_METRIC:
+        return None
+    for name in ("accuracy", "rouge_l"):
+        if name in evaluation.finetuned:
+            base, tuned = evaluation.base[name], evaluation.finetuned[name]
+            if base - tuned > max_drop or math.isnan(tuned):
+                return (
+                    f"its answers' {name} against the chosen replies fell {base:.3f} -> {tuned:.3f} (more than "
+                    f"registry.max_generation_drop {max_drop:.3f})"
+                )
+    return None
 
 
 def lineage_tags(data: PreparedData, sweep: SweepResult, config: PipelineConfig, flow_run_id: str) -> dict[str, str]:

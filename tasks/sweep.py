@@ -93,7 +93,7 @@ def study_name(
         }
     )
     # The range as searched, so a config that spells out a method's default range names the same study.
-    search["learning_rate_min"], search["learning_rate_max"] = sweep.learning_rate_range(train.method)
+    search["learning_rate_min"], search["learning_rate_max"] = sweep.learning_rate_range(train.method, train.objective)
     # Searched params and the refit's process layout do not name the study (trials train in one process).
     recipe = train.model_dump(exclude={"lora_r", "num_virtual_tokens", "learning_rate", "processes", "sharding"})
     return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"
@@ -336,7 +336,7 @@ def run_sweep(
         if time.monotonic() >= deadline:
             timed_out = True
             break
-        space = search_space(sweep, job.recipe.method)
+        space = search_space(sweep, job.recipe.method, job.recipe.objective)
         asked = [ask_new_point(optuna_study, space) for _ in range(min(missing, sweep.parallel_trials))]
         arguments = [(dict(t.params), job, t.number, study, tracking, study.name) for t in asked]
         futures = [bound_trial.submit(*trial_arguments) for trial_arguments in arguments]

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunegate.errors import InputError
+from tunegate.search_space import VIRTUAL_TOKEN_METHODS
 from tunegate.secrets import redact
 
 RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text", "preference"]
@@ -129,7 +130,9 @@ class TaskConfig(StrictModel):
 class ModelConfig(StrictModel):
     base: str = Field(
         default="demo/base_model",
-        description="Base causal LM: a local directory or a Hub id (Qwen, Llama, Mistral, Gemma, ...).",
+        description="Base causal LM: a local directory, a Hub id (Qwen, Llama, Mistral, Gemma, ...), or a registered "
+        "version (`models:/<name>@<alias>` or `models:/<name>/<version>`, e.g. the SFT champion a DPO run starts "
+        "from), merged into whole weights under home/bases/ before anything trains.",
     )
     trust_remote_code: bool = Field(
         default=False, description="Allow the model's own Python code to run. Off unless you trust the source."
@@ -161,6 +164,26 @@ class HealthConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
+    objective: Literal["sft", "dpo"] = Field(
+        default="sft",
+        description="sft: learn the completions (supervised fine-tuning); dpo: learn to prefer `chosen` over "
+        "`rejected` on preference rows (TRL's DPOTrainer; the reference is the base: LoRA's adapters disabled, or a "
+        "frozen copy for full). DPO is usually run after SFT, from the SFT champion (model.base: "
+        "models:/<name>@champion).",
+    )
+    dpo_beta: float = Field(
+        default=0.1,
+        gt=0.0,
+        description="DPO's beta: how far the policy may move from the reference (the implicit reward is beta x the "
+        "log-probability ratio); 0.1 is the DPO paper's and TRL's default.",
+    )
+    dpo_sft_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Weight of a negative log-likelihood term on the chosen reply added to the DPO loss (RPO, Pang et "
+        "al. 2024: weight 1; TRL's loss_type [sigmoid, sft]). Plain DPO (0) can win every pair by pushing both "
+        "replies down while the model's own answers degrade; the term keeps the chosen reply likely.",
+    )
     method: Literal["lora", "qlora", "full", "prompt_tuning", "prefix_tuning", "p_tuning"] = Field(
         default="lora",
         description="lora: adapters on a frozen base; qlora: the same on a 4-bit base (CUDA); full: every weight; "
@@ -247,6 +270,11 @@ LEARNING_RATE_RANGES: dict[str, tuple[float, float]] = {
     "p_tuning": (1e-4, 1e-2),
 }
 
+# DPO recipes train 10-100x below SFT (TRL's DPO LoRA examples use 5e-6..5e-5 on 7B models against SFT's 1e-4..3e-4;
+# Zephyr's full DPO 5e-7): a DPO run searches its method's range scaled by this. At the SFT range the demo's sweep
+# chose 1.6e-3, won every test pair and broke its generations (ROUGE-L 0.86 -> 0.63, "technical" -> "2384e..ical").
+DPO_RATE_FACTOR = 0.1
+
 
 class SweepConfig(StrictModel):
     n_trials: int = Field(default=8, ge=1, description="Trials the study should have finished (a rerun tops it up).")
@@ -262,13 +290,13 @@ class SweepConfig(StrictModel):
         default=None,
         gt=0.0,
         description="Lowest learning rate (log-uniform range); None: the method's default (lora 1e-4, full 1e-5, "
-        "prompt_tuning 3e-3, prefix_tuning 1e-3, p_tuning 1e-4).",
+        "prompt_tuning 3e-3, prefix_tuning 1e-3, p_tuning 1e-4; a tenth of it for train.objective dpo).",
     )
     learning_rate_max: float | None = Field(
         default=None,
         gt=0.0,
         description="Highest learning rate (log-uniform range); None: the method's default (lora 1e-2, full 1e-3, "
-        "prompt_tuning 3e-1, prefix_tuning 1e-1, p_tuning 1e-2).",
+        "prompt_tuning 3e-1, prefix_tuning 1e-1, p_tuning 1e-2; a tenth of it for train.objective dpo).",
     )
     objective: Literal["auto", "task_metric", "val_loss"] = Field(
         default="auto",
@@ -337,9 +365,11 @@ class SweepConfig(StrictModel):
         "local cluster of parallel_trials worker processes for the run. Its workers must see home and the storage.",
     )
 
-    def learning_rate_range(self, method: str) -> tuple[float, float]:
-        """The searched learning-rate range: the configured bounds, the method's default for an unset one."""
-        low, high = LEARNING_RATE_RANGES[method]
+    def learning_rate_range(self, method: str, objective: str = "sft") -> tuple[float, float]:
+        """The searched learning-rate range: the configured bounds, the method's default for an unset one (a tenth
+        of it for DPO)."""
+        factor = DPO_RATE_FACTOR if objective == "dpo" else 1.0
+        low, high = (rate * factor for rate in LEARNING_RATE_RANGES[method])
         return (
             low if self.learning_rate_min is None else self.learning_rate_min,
             high if self.learning_rate_max is None else self.learning_rate_max,
@@ -384,6 +414,13 @@ class RegistryConfig(StrictModel):
         description="Replacing a champion: the lower bound of the 95% interval of (new - champion) on the same "
         "test rows must be above this.",
     )
+    max_generation_drop: float = Field(
+        default=0.02,
+        ge=0.0,
+        description="DPO runs: how far the metric of the fine-tuned model's own answers (accuracy or ROUGE-L against "
+        "the chosen replies) may fall below the base's. A policy can win every pair by pushing rejected replies "
+        "down while its greedy answers degrade; such a model is not promoted.",
+    )
 
 
 class ExportConfig(StrictModel):
@@ -417,6 +454,11 @@ class EvaluationSettings(StrictModel):
     task: TaskConfig = Field(description="The task: its labels decide the metric and the rows scored.")
     evaluation: EvalConfig = Field(description="Rows, batch size and bootstrap seed of the comparison.")
     home: str = Field(description="Pipeline home (absolute): the evaluation's rows and scores are written under it.")
+    dpo_beta: float | None = Field(
+        default=None,
+        description="A DPO run's beta (its rows are preference pairs, judged by preference accuracy against the "
+        "base); None for SFT.",
+    )
 
 
 class ExportSettings(EvaluationSettings):
@@ -465,7 +507,7 @@ class PipelineConfig(StrictModel):
 
     @model_validator(mode="after")
     def _learning_rate_range(self) -> PipelineConfig:
-        low, high = self.sweep.learning_rate_range(self.train.method)
+        low, high = self.sweep.learning_rate_range(self.train.method, self.train.objective)
         if low > high:
             raise ValueError(
                 f"sweep.learning_rate_min {low:g} is above sweep.learning_rate_max {high:g} (for train.method "
@@ -498,10 +540,27 @@ class PipelineConfig(StrictModel):
         return self
 
     def objective(self) -> str:
-        """The sweep objective after `auto`: task_metric for labelled tasks, val_loss for free text."""
+        """The sweep objective after `auto`: task_metric for labelled tasks, val_loss for free text and for DPO (the
+        DPO loss on held-out pairs)."""
         if self.sweep.objective != "auto":
             return self.sweep.objective
-        return "task_metric" if self.task.labels else "val_loss"
+        return "task_metric" if self.task.labels and self.train.objective == "sft" else "val_loss"
+
+    @model_validator(mode="after")
+    def _dpo_recipe(self) -> PipelineConfig:
+        if self.train.objective != "dpo":
+            return self
+        if self.train.method in VIRTUAL_TOKEN_METHODS:
+            raise ValueError(
+                f"train.objective dpo with train.method {self.train.method}: DPO trains lora, qlora or full (its "
+                "reference is the base with the adapter disabled)"
+            )
+        if self.sweep.objective == "task_metric":
+            raise ValueError(
+                "sweep.objective task_metric with train.objective dpo: DPO trials are judged on the DPO loss of the "
+                "held-out pairs (use auto or val_loss)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _labelled_sources_need_labels(self) -> PipelineConfig:
@@ -534,7 +593,13 @@ class PipelineConfig(StrictModel):
 
     def evaluation(self) -> EvaluationSettings:
         """What the evaluate stage reads."""
-        return EvaluationSettings(model=self.model, task=self.task, evaluation=self.eval, home=str(self.home_path()))
+        return EvaluationSettings(
+            model=self.model,
+            task=self.task,
+            evaluation=self.eval,
+            home=str(self.home_path()),
+            dpo_beta=self.train.dpo_beta if self.train.objective == "dpo" else None,
+        )
 
     def export_settings(self) -> ExportSettings:
         """What the export stage reads."""

@@ -79,3 +79,17 @@ def latency_ms(answer: Callable[[str], Any], prompts: list[str]) -> tuple[float,
         durations.append((time.perf_counter() - started) * 1000.0)
     p50, p95 = np.percentile(np.array(durations), [50, 95])
     return float(p50), float(p95)
+
+
+def save_whole(model: Any, tokenizer: Any, prompt_format: Any, out_dir: Path) -> None:
+    """Weights (safetensors), tokenizer and prompt format, written beside `out_dir` and renamed into place: a killed
+    export never leaves a half-written build behind under the final name."""
+    import shutil
+
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    prompt_format.save(partial)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)

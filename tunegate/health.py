@@ -38,8 +38,17 @@ class HealthReport(BaseModel):
 class HealthWatch:
     """Fed every logged (step, training loss, gradient norm); `unhealthy` as soon as an issue is found."""
 
-    def __init__(self, config: HealthConfig, first_rung: int, initial_val_loss: float | None = None) -> None:
+    def __init__(
+        self,
+        config: HealthConfig,
+        first_rung: int,
+        initial_val_loss: float | None = None,
+        removable_loss: float | None = None,
+    ) -> None:
+        """`removable_loss`: the part of the loss training can remove, that `min_loss_drop` is a fraction of (None:
+        all of it; DPO: its ln 2, since the SFT term it carries starts near its floor on an SFT-trained base)."""
         self.config, self.first_rung, self.initial_val_loss = config, first_rung, initial_val_loss
+        self.removable_loss = removable_loss
         self.losses: list[tuple[int, float]] = []
         self.grad_norms: list[float] = []
         self.spikes: list[tuple[int, float]] = []
@@ -83,11 +92,13 @@ class HealthWatch:
 
     def _check_loss_falls(self, step: int, val_loss: float) -> None:
         first = self.initial_val_loss
-        change = (val_loss - first) / first if first else 0.0
+        scale = self.removable_loss or first
+        change = (val_loss - first) / scale if scale else 0.0
         if change > -self.config.min_loss_drop:
+            of = f" of {scale:.3f}" if self.removable_loss else ""
             self._flag(
                 f"loss_not_falling: val loss {first:.3f} before training -> {val_loss:.3f} at step {step} "
-                f"({change:+.1%}, needed {-self.config.min_loss_drop:+.1%})"
+                f"({change:+.1%}{of}, needed {-self.config.min_loss_drop:+.1%})"
             )
 
     def _flag(self, issue: str) -> None:

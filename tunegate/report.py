@@ -222,10 +222,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f"{train['tokens_per_second']:,.0f} tokens/s, peak {train['peak_memory_mb']:,.0f} MB, "
         f"val_loss {number(train['best_val_loss'])}, resumed from step {train['resumed_from_step']}",
         f"  health: {health_line(train['health'])}",
-        f"  {'':<12}{metric:>12}{'loss':>10}",
-        f"  {'base':<12}{number(evaluation['base'][metric]):>12}{number(evaluation['base']['loss']):>10}",
-        f"  {'fine-tuned':<12}{number(evaluation['finetuned'][metric]):>12}"
-        f"{number(evaluation['finetuned']['loss']):>10}",
+        *evaluation_table_lines(evaluation),
         f"  delta {metric} {number(evaluation['delta'], '+.3f')} (95% CI {number(low, '+.3f')} .. "
         f"{number(high, '+.3f')}) on {evaluation['rows']} test rows",
     ]
@@ -241,6 +238,41 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
     ]
     return "\n".join(lines)
+
+
+# Beside a DPO run's preference accuracy: the reward margin, how often chosen is likelier outright, and the metric
+# of the generations against the chosen replies.
+PREFERENCE_COMPANIONS = ("reward_margin", "chosen_likelier", "accuracy", "rouge_l")
+
+
+def evaluation_columns(evaluation: dict[str, Any]) -> list[str]:
+    """The evaluation table's metrics: the task metric (and, for preference pairs, its companions), then loss."""
+    metric = evaluation["task_metric"]
+    companions = [name for name in PREFERENCE_COMPANIONS if name in evaluation["finetuned"]]
+    return [metric, *(companions if metric == "preference_accuracy" else []), "loss"]
+
+
+def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Base and fine-tuned, one line each, right-aligned under the metric names."""
+    columns = evaluation_columns(evaluation)
+    widths = [10 if name == "loss" else max(12, len(name) + 2) for name in columns]
+    header = "".join(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
+    lines = [f"  {'':<12}{header}"]
+    for label, key in (("base", "base"), ("fine-tuned", "finetuned")):
+        cells = "".join(
+            f"{number(evaluation[key].get(name)):>{width}}" for name, width in zip(columns, widths, strict=True)
+        )
+        lines.append(f"  {label:<12}{cells}")
+    return lines
+
+
+def evaluation_table_markdown(evaluation: dict[str, Any]) -> str:
+    columns = evaluation_columns(evaluation)
+    rows = [
+        f"| {label} | " + " | ".join(number(evaluation[key].get(name)) for name in columns) + " |"
+        for label, key in (("base", "base"), ("fine-tuned", "finetuned"))
+    ]
+    return "\n".join([f"| model | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|", *rows])
 
 
 def number(value: float | None, spec: str = ".3f") -> str:
@@ -280,10 +312,7 @@ Validation passed: **{summary["validation"]["success"]}**; failed checks: {faili
 of {train["steps"]}. Training health: {health_line(train["health"])}.
 
 ## Evaluation ({evaluation["rows"]} test rows)
-| model | {metric} | loss |
-|---|---|---|
-| base | {number(evaluation["base"][metric])} | {number(evaluation["base"]["loss"])} |
-| fine-tuned | {number(evaluation["finetuned"][metric])} | {number(evaluation["finetuned"]["loss"])} |
+{evaluation_table_markdown(evaluation)}
 
 Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "+.3f")} .. {number(high, "+.3f")}).
 {per_label_table}{export_markdown(summary.get("exports", {}), metric)}

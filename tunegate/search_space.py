@@ -29,13 +29,13 @@ def searched_params(method: str) -> tuple[str, ...]:
     return ("learning_rate",) if size is None else (size, "learning_rate")
 
 
-def search_space(sweep: SweepConfig, method: str = "lora") -> dict[str, Any]:
-    """Optuna distributions of the searched params for `method`."""
+def search_space(sweep: SweepConfig, method: str = "lora", objective: str = "sft") -> dict[str, Any]:
+    """Optuna distributions of the searched params for `method` (and training objective: DPO's rates are lower)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     size = size_param(method)
     sizes = {"num_virtual_tokens": sweep.virtual_tokens, "lora_r": sweep.lora_ranks}
-    low, high = sweep.learning_rate_range(method)
+    low, high = sweep.learning_rate_range(method, objective)
     rate = {"learning_rate": FloatDistribution(low, high, log=True)}
     return rate if size is None else {size: CategoricalDistribution(sizes[size]), **rate}
 

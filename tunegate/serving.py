@@ -12,6 +12,9 @@ generation per row:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +79,32 @@ def answers(
 def registered_model_answers(
     model_uri: str, rows: pd.DataFrame, trust_remote_code: bool, tracking_uri: str | None = None
 ) -> list[str]:
-    """Answers of a registered version from its files alone: the adapter's safetensors weights, tokenizer and
+    """Greedy answers of a registered version to `rows` (`registered_build`)."""
+    with registered_build(model_uri, trust_remote_code, tracking_uri) as build:
+        max_new_tokens = int(build.settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))
+        return answers(
+            build.model, build.tokenizer, build.prompt_format, rows, max_new_tokens, GENERATION_DEFAULTS["batch_size"]
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredBuild:
+    """A registered version loaded from its files: the model, its tokenizer and prompt format, its pyfunc config."""
+
+    model: Any
+    tokenizer: Any
+    prompt_format: Any
+    settings: dict[str, Any]
+
+
+@contextmanager
+def registered_build(
+    model_uri: str, trust_remote_code: bool, tracking_uri: str | None = None
+) -> Iterator[RegisteredBuild]:
+    """A registered version from its files alone: the adapter's (or whole) safetensors weights, tokenizer and
     prompt format, and the base named in its MLmodel file (read as YAML). Its pickled pyfunc object is never
     loaded, so a tampered registry entry cannot run code here; `trust_remote_code` is the caller's, not the
-    entry's."""
+    entry's. The downloaded files are removed when the block ends."""
     import tempfile
 
     import mlflow.artifacts
@@ -99,10 +124,11 @@ def registered_model_answers(
         adapter_dir = local / description["flavors"]["python_function"]["artifacts"][ADAPTER_ARTIFACT]["path"]
         model = load_build(adapter_dir, str(settings["base_model"]), trust_remote_code, settings.get("quantization"))
         model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-        max_new_tokens = int(settings.get("max_new_tokens", GENERATION_DEFAULTS["max_new_tokens"]))
-        return answers(
-            model, tokenizer, PromptFormat.load(adapter_dir), rows, max_new_tokens, GENERATION_DEFAULTS["batch_size"]
+        yield RegisteredBuild(
+            model=model,
+            tokenizer=AutoTokenizer.from_pretrained(adapter_dir),
+            prompt_format=PromptFormat.load(adapter_dir),
+            settings=settings,
         )
 
 

@@ -11,12 +11,16 @@ by length (`length` column, the Trainer's `group_by_length`), so almost no compu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tunegate.prompting import PromptFormat
+
+if TYPE_CHECKING:
+    import torch
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips
 
@@ -67,3 +71,19 @@ def token_ids(tokenizer: Any, texts: list[str], with_special_tokens: bool) -> li
     if not texts:
         return []
     return tokenizer(texts, add_special_tokens=with_special_tokens)["input_ids"]
+
+
+def batches_of(
+    input_ids: list[list[int]], labels: list[list[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Right-padded (input_ids, attention_mask, labels) batches; padded positions are ignored by the loss."""
+    import torch
+
+    for start in range(0, len(input_ids), batch_size):
+        ids, labs = input_ids[start : start + batch_size], labels[start : start + batch_size]
+        width = max(len(x) for x in ids)
+        yield (
+            torch.tensor([x + [pad_id] * (width - len(x)) for x in ids]),
+            torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
+            torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for y in labs]),
+        )

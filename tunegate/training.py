@@ -16,6 +16,7 @@ import math
 import resource
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,15 +136,13 @@ def run_training(
 ) -> TrainResult:
     """Train from the base model (or the last checkpoint in out_dir) on `plan`; keep the best checkpoint by the
     plan's objective (or the last one) and save it."""
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
+    if train_config.objective == "dpo":
+        from tunegate.preference import run_dpo_training
 
-    from tunegate.callbacks import (
-        EvaluateAt,
-        EvaluationHistory,
-        TaskMetricTrainer,
-        Throughput,
-        TrainingHealthCallback,
-    )
+        return run_dpo_training(train_rows, val_rows, model_config, train_config, plan, out_dir, on_evaluate, callbacks)
+    from transformers import DataCollatorForSeq2Seq
+
+    from tunegate.callbacks import TaskMetricTrainer
 
     tokenizer = load_tokenizer_for_training(model_config)
     prompt_format = PromptFormat.from_tokenizer(tokenizer)
@@ -157,55 +156,107 @@ def run_training(
             f"({train_encoded.overlength_rows} train rows were longer, the longest {train_encoded.longest_left_out})"
         )
     model = trainable_model(model_config, train_config)
-    checkpoints = out_dir / CHECKPOINT_DIR
-    last_checkpoint = last_complete_checkpoint(checkpoints)
-    history = EvaluationHistory(on_evaluate, plan.metric)
-    throughput = Throughput()
-    health = HealthWatch(train_config.health, plan.first_rung)
+    run = RunWatch.of(on_evaluate, plan, train_config, out_dir)
     trainer = TaskMetricTrainer(
         model=model,
-        args=training_arguments(train_config, plan, checkpoints),
+        args=training_arguments(train_config, plan, run.checkpoints),
         train_dataset=train_encoded.to_dataset(),
         eval_dataset=val_encoded.to_dataset(),
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
-        callbacks=[
-            EvaluateAt(plan.evaluation_steps, train_config.save_steps),
-            TrainingHealthCallback(health),
-            history,
-            throughput,
-            EarlyStoppingCallback(train_config.early_stopping_patience),
-            *(callbacks or []),
-        ],
+        callbacks=run.callbacks(callbacks),
         objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
         metric=plan.metric,
         labels=plan.labels,
     )
-    trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
-    if last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
-        health.initial_val_loss = trainer.initial_val_loss()
-    trainer.train(resume_from_checkpoint=last_checkpoint)
-    adapter_dir = save_trained(trainer, tokenizer, prompt_format, out_dir / ADAPTER_DIR)
-    best_step = kept_step(trainer, plan)
-    return TrainResult(
-        adapter_dir=str(adapter_dir),
-        method=train_config.method,
-        steps=trainer.state.global_step,
-        objective=plan.metric,
-        best_objective=value_at(history.objective, best_step),
-        best_step=best_step,
-        best_val_loss=value_at(history.losses, best_step),
-        val_loss_history=history.losses,
-        objective_history=history.objective,
-        trainable_parameters=sum(weights.numel() for weights in model.parameters() if weights.requires_grad),
-        train_tokens_seen=throughput.tokens,
-        tokens_per_second=throughput.tokens_per_second(),
-        peak_memory_mb=peak_memory_mb(),
-        resumed_from_step=checkpoint_step(last_checkpoint),
-        overlength_rows=train_encoded.overlength_rows + val_encoded.overlength_rows,
-        stopped_early=trainer.state.global_step < plan.max_steps,
-        health=health.report(),
-    )
+    if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
+        run.health.initial_val_loss = trainer.initial_val_loss()
+    return run.trained(trainer, train_encoded.overlength_rows + val_encoded.overlength_rows)
+
+
+@dataclass
+class RunWatch:
+    """One training run's bookkeeping, the same for SFT and DPO: where it checkpoints and resumes from, and the
+    callbacks that feed the pruner (evaluation history), count real tokens and watch its health."""
+
+    plan: TrainingPlan
+    recipe: TrainConfig
+    out_dir: Path
+    last_checkpoint: str | None
+    history: Any
+    throughput: Any
+    health: HealthWatch
+
+    @classmethod
+    def of(
+        cls,
+        on_evaluate: EvaluationHook | None,
+        plan: TrainingPlan,
+        recipe: TrainConfig,
+        out_dir: Path,
+        removable_loss: float | None = None,
+    ) -> RunWatch:
+        from tunegate.callbacks import EvaluationHistory, Throughput
+
+        return cls(
+            plan=plan,
+            recipe=recipe,
+            out_dir=out_dir,
+            last_checkpoint=last_complete_checkpoint(out_dir / CHECKPOINT_DIR),
+            history=EvaluationHistory(on_evaluate, plan.metric),
+            throughput=Throughput(),
+            health=HealthWatch(recipe.health, plan.first_rung, removable_loss=removable_loss),
+        )
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out_dir / CHECKPOINT_DIR
+
+    def callbacks(self, extra: list[Any] | None) -> list[Any]:
+        """Evaluations at the rungs, health, history, throughput, early stopping, then the caller's."""
+        from transformers import EarlyStoppingCallback
+
+        from tunegate.callbacks import EvaluateAt, TrainingHealthCallback
+
+        return [
+            EvaluateAt(self.plan.evaluation_steps, self.recipe.save_steps),
+            TrainingHealthCallback(self.health),
+            self.history,
+            self.throughput,
+            EarlyStoppingCallback(self.recipe.early_stopping_patience),
+            *(extra or []),
+        ]
+
+    def trained(self, trainer: Any, overlength_rows: int) -> TrainResult:
+        """Train (resuming from the last intact checkpoint), save the kept weights, and report the run."""
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
+        trainer.train(resume_from_checkpoint=self.last_checkpoint)
+        tokenizer = trainer.processing_class
+        adapter_dir = save_trained(
+            trainer, tokenizer, PromptFormat.from_tokenizer(tokenizer), self.out_dir / ADAPTER_DIR
+        )
+        best_step = kept_step(trainer, self.plan)
+        return TrainResult(
+            adapter_dir=str(adapter_dir),
+            method=self.recipe.method,
+            steps=trainer.state.global_step,
+            objective=self.plan.metric,
+            best_objective=value_at(self.history.objective, best_step),
+            best_step=best_step,
+            best_val_loss=value_at(self.history.losses, best_step),
+            val_loss_history=self.history.losses,
+            objective_history=self.history.objective,
+            trainable_parameters=sum(w.numel() for w in trainer.model.parameters() if w.requires_grad),
+            train_tokens_seen=self.throughput.tokens,
+            tokens_per_second=self.throughput.tokens_per_second(),
+            peak_memory_mb=peak_memory_mb(),
+            resumed_from_step=checkpoint_step(self.last_checkpoint),
+            overlength_rows=overlength_rows,
+            stopped_early=trainer.state.global_step < self.plan.max_steps,
+            health=self.health.report(),
+        )
 
 
 def objective_rows(val_rows: pd.DataFrame, plan: TrainingPlan) -> pd.DataFrame:
@@ -236,7 +287,7 @@ def load_tokenizer_for_training(model_config: ModelConfig) -> Any:
 def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any:
     """The base model, wrapped with LoRA adapters unless the method is full fine-tuning."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     torch.manual_seed(train_config.seed)  # adapter initialisation is part of the run's recipe
     model = load_base_model(model_config, train_config)
@@ -249,14 +300,20 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         return get_peft_model(model, virtual_token_config(model_config, train_config))
     if train_config.method == "qlora" or model_config.load_in_8bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_config.gradient_checkpointing)
-    lora = LoraConfig(
+    return get_peft_model(model, lora_config(train_config))
+
+
+def lora_config(train_config: TrainConfig) -> Any:
+    """PEFT's LoRA config of the recipe (alpha defaults to 2 x rank)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
         r=train_config.lora_r,
         lora_alpha=train_config.lora_alpha or 2 * train_config.lora_r,
         lora_dropout=train_config.lora_dropout,
         target_modules=train_config.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
 
 
 def virtual_token_config(model_config: ModelConfig, train_config: TrainConfig) -> Any:
@@ -323,7 +380,15 @@ def mixed_precision(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoints: Path) -> Any:
+def training_arguments(
+    train_config: TrainConfig,
+    plan: TrainingPlan,
+    checkpoints: Path,
+    arguments_class: type | None = None,
+    **overrides: Any,
+) -> Any:
+    """The Trainer's arguments for the recipe and plan (`arguments_class`: TrainingArguments, or a subclass such as
+    TRL's DPOConfig, with `overrides` on top)."""
     import torch
     from transformers import TrainingArguments
 
@@ -332,7 +397,7 @@ def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoint
     # Evaluations and checkpoints are driven by EvaluateAt (the rung steps), so the interval-based ones are set
     # past the end of the run: the two strategies must match for load_best_model_at_end.
     never = plan.max_steps + 1
-    return TrainingArguments(
+    settings: dict[str, Any] = dict(
         output_dir=str(checkpoints),
         max_steps=plan.max_steps,
         per_device_train_batch_size=train_config.batch_size,
@@ -362,6 +427,7 @@ def training_arguments(train_config: TrainConfig, plan: TrainingPlan, checkpoint
         **mixed_precision(train_config.precision),
         **sharding_arguments(train_config),
     )
+    return (arguments_class or TrainingArguments)(**{**settings, **overrides})
 
 
 def sharding_arguments(train_config: TrainConfig) -> dict[str, Any]:

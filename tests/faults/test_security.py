@@ -7,16 +7,18 @@ import logging
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tasks.register import champion_scores_on, current_champion
 from tests.conftest import REPO
-from tests.tasks.test_register import BASE_MODEL, lora_adapter, register
+from tests.tasks.test_register import BASE_MODEL, evaluation, lora_adapter, register
 from tunegate.config import load_config
 from tunegate.model_loading import load_tokenizer
 from tunegate.prompting import PromptFormat
 from tunegate.refs import write_table
 from tunegate.secrets import RedactingFilter, redact, redact_value
+from tunegate.stage_results import EvaluationOutput
 from tunegate.tracking import mlflow_client, open_pipeline_run
 
 
@@ -69,7 +71,8 @@ def test_rescoring_a_tampered_champion_loads_weights_never_its_pickle(tmp_path):
     other_rows = write_table(
         pd.DataFrame({"prompt": ["b"] * 4, "completion": ["shipping"] * 4}), tmp_path / "other.parquet"
     )  # other rows than the logged scores: the champion must be evaluated now
-    scores = champion_scores_on(client, champion, "accuracy", other_rows, "concurrent-model", tracking.uri)
+    evaluated = EvaluationOutput(result=evaluation(np.zeros(4), np.ones(4)), rows=other_rows, scores=other_rows)
+    scores = champion_scores_on(client, champion, evaluated, "concurrent-model", tracking.uri)
     assert len(scores) == 4 and set(scores) <= {0.0, 1.0}
     assert not marker.exists()
     assert str(BASE_MODEL) in (Path(pickled[0]).parent / "MLmodel").read_text()

@@ -207,9 +207,8 @@ def wait_for_version(client, model_name: str, pending) -> str:
 
 
 def test_exports_within_the_drop_are_registered_beside_their_adapter_version_once(registry_setup, tmp_path):
-    from tasks.export import save_whole
     from tasks.register import register_exports
-    from tunegate.exports import merged_model
+    from tunegate.exports import merged_model, save_whole
     from tunegate.model_loading import load_tokenizer
     from tunegate.prompting import PromptFormat
     from tunegate.serving import registered_model_answers
@@ -220,7 +219,7 @@ def test_exports_within_the_drop_are_registered_beside_their_adapter_version_onc
     tokenizer.save_pretrained(adapter)
     PromptFormat.from_tokenizer(tokenizer).save(Path(adapter))
     registered = register(config, tracking, rows, adapter, 10)
-    save_whole(merged_model(adapter, str(BASE_MODEL)), adapter, tmp_path / "merged")
+    save_whole(merged_model(adapter, str(BASE_MODEL)), tokenizer, PromptFormat.load(adapter), tmp_path / "merged")
     weights = AdapterRef.of(tmp_path / "merged", "full")
     measured = {"task_metric": 1.0, "metric_drop": 0.0, "p50_ms": 20.0, "p95_ms": 30.0, "size_mb": 9.0}
     builds = ExportResult(
@@ -260,3 +259,28 @@ def test_exports_within_the_drop_are_registered_beside_their_adapter_version_onc
     assert registered_model_answers(
         "models:/concurrent-model@champion-merged", test_rows, False, tracking.uri
     ) == registered_model_answers("models:/concurrent-model@champion", test_rows, False, tracking.uri)
+
+
+def test_a_dpo_model_whose_own_answers_degrade_is_not_promoted_whatever_its_preference_accuracy():
+    base, tuned = np.full(20, 0.5), scores(20)
+    evaluation = EvalResult(
+        task_metric="preference_accuracy",
+        rows=20,
+        base={"preference_accuracy": 0.5, "rouge_l": 0.863, "loss": 1.25},
+        finetuned={"preference_accuracy": 1.0, "rouge_l": 0.632, "loss": 1.51},
+        delta=0.5,
+        delta_ci95=(0.5, 0.5),
+        examples=[],
+    )
+    assert promotion_decision(evaluation, base, tuned, RegistryConfig(), HEALTHY, None) == (
+        False,
+        "not promoted: preference_accuracy 1.000 vs base 0.500 (gain +0.500, 95% CI +0.500 .. +0.500, lower bound "
+        "needed +0.050), but its answers' rouge_l against the chosen replies fell 0.863 -> 0.632 (more than "
+        "registry.max_generation_drop 0.020)",
+    )
+    kept = evaluation.model_copy(update={"finetuned": {**evaluation.finetuned, "rouge_l": 0.850}})
+    assert promotion_decision(kept, base, tuned, RegistryConfig(), HEALTHY, None) == (
+        True,
+        "promoted: preference_accuracy 1.000 vs base 0.500 (gain +0.500, 95% CI +0.500 .. +0.500, lower bound "
+        "needed +0.050); no champion yet",
+    )

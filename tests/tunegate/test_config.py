@@ -99,3 +99,36 @@ def test_several_training_processes_need_a_refit():
     )
     config = load_config(DEMO_CONFIG, ["train.processes=2", "sweep.final=refit"])
     assert config.train.processes == 2
+
+
+DPO_CONFIG = REPO / "deployments" / "demo_dpo.yaml"
+
+
+def test_the_dpo_demo_config_judges_trials_on_the_dpo_loss_and_reads_its_base_from_the_registry():
+    config = load_config(DPO_CONFIG)
+    assert (config.train.objective, config.train.dpo_beta, config.objective()) == ("dpo", 0.1, "val_loss")
+    assert config.model.base == "models:/support-demo@champion"
+    assert config.evaluation().dpo_beta == 0.1
+    assert load_config(DEMO_CONFIG).evaluation().dpo_beta is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "train.method=prefix_tuning",
+            "train.objective dpo with train.method prefix_tuning: DPO trains lora, qlora or full (its reference is "
+            "the base with the adapter disabled)",
+        ),
+        (
+            "sweep.objective=task_metric",
+            "sweep.objective task_metric with train.objective dpo: DPO trials are judged on the DPO loss of the "
+            "held-out pairs (use auto or val_loss)",
+        ),
+        ("train.dpo_beta=0", "field train.dpo_beta: Input should be greater than 0"),
+    ],
+)
+def test_a_dpo_recipe_that_cannot_run_is_a_one_line_config_error(override, message):
+    with pytest.raises(InputError) as raised:
+        load_config(DPO_CONFIG, [override])
+    assert message in str(raised.value) and "\n" not in str(raised.value)
