@@ -23,6 +23,7 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import ExportConfig, ExportSettings
 from tunegate.exports import (
     INT8_DYNAMIC,
+    base_bytes,
     latency_ms,
     merged_model,
     quantized_int8,
@@ -124,8 +125,9 @@ def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: Ex
         reference=reference_logprobs(evaluated),
     )
     # An adapter serves its base too: both count in its size.
-    served_bytes = weight_bytes(adapter.path) + (weight_bytes(base) if is_adapter(adapter.path) else 0)
-    builds = [bench.measured("adapter", load_trained_model(adapter.path, base, trusted), adapter, served_bytes)]
+    adapter_model = load_trained_model(adapter.path, base, trusted)
+    served_bytes = weight_bytes(adapter.path) + (base_bytes(base, adapter_model) if is_adapter(adapter.path) else 0)
+    builds = [bench.measured("adapter", adapter_model, adapter, served_bytes)]
     merged_dir = stage_directory(
         settings.home, "export/merged", __file__, adapter.fingerprint, fingerprint_value(model_config)
     )

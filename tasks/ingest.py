@@ -40,6 +40,7 @@ from tunegate.record_shapes import (
     SHAPES,
     TEXT_FIELDS,
     detect_shape,
+    reply_text,
     text_record_fields,
 )
 from tunegate.refs import write_jsonl, write_table
@@ -460,13 +461,28 @@ def rejection(path: str, prefix: str, record: RawRecord, problem: str) -> dict[s
 
 def canonical_fields(shape: str, fields: dict[str, Any]) -> tuple[str | None, list[Any]]:
     """(problem, [prompt, completion, messages, rejected]) for one record of a known shape."""
+    if shape == "preference":
+        fields = {**fields, **{name: reply_text(fields.get(name)) for name in ("chosen", "rejected") if name in fields}}
     for name in TEXT_FIELDS:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
             return f"field {name!r}: expected a string, got {type(value).__name__}", []
     if shape == "chat":
         return chat_fields(fields.get("messages"))
+    if shape == "preference" and "messages" in fields:
+        return chat_pair_fields(fields)
     return None, text_record_fields(shape, fields)
+
+
+def chat_pair_fields(fields: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """A chat-shaped preference pair: the conversation so far (its prompt rendered as for chat rows), the chosen
+    reply as completion, the rejected beside it."""
+    problem, canonical = chat_fields(fields["messages"])
+    if problem:
+        return problem, []
+    turns = canonical[2]
+    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in turns)  # every turn: the reply comes after them
+    return None, [prompt, fields.get("chosen"), turns, fields.get("rejected")]
 
 
 def chat_fields(messages: Any) -> tuple[str | None, list[Any]]:

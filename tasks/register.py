@@ -376,19 +376,19 @@ def promotion_decision(
 
 
 def degraded_generations(evaluation: EvalResult, max_drop: float) -> str | None:
-    """For preference pairs: why the fine-tuned model's own answers (scored against the chosen replies) fell too far
-    below the base's, else None."""
-    if evaluation.task_metric != PREFERENCE_METRIC:
+    """For preference pairs: why the fine-tuned model's own answers (scored against the chosen replies) are
+    demonstrably worse than the base's (the whole 95% interval of the change below -max_drop), else None."""
+    if evaluation.task_metric != PREFERENCE_METRIC or evaluation.generation_ci95 is None:
         return None
-    for name in ("accuracy", "rouge_l"):
-        if name in evaluation.finetuned:
-            base, tuned = evaluation.base[name], evaluation.finetuned[name]
-            if base - tuned > max_drop or math.isnan(tuned):
-                return (
-                    f"its answers' {name} against the chosen replies fell {base:.3f} -> {tuned:.3f} (more than "
-                    f"registry.max_generation_drop {max_drop:.3f})"
-                )
-    return None
+    name = "accuracy" if "accuracy" in evaluation.finetuned else "rouge_l"
+    low, high = evaluation.generation_ci95
+    if not high < -max_drop:
+        return None
+    base, tuned = evaluation.base[name], evaluation.finetuned[name]
+    return (
+        f"its answers' {name} against the chosen replies fell {base:.3f} -> {tuned:.3f} (95% CI of the change "
+        f"{low:+.3f} .. {high:+.3f}, all of it a drop beyond registry.max_generation_drop {max_drop:.3f})"
+    )
 
 
 def lineage_tags(data: PreparedData, sweep: SweepResult, config: PipelineConfig, flow_run_id: str) -> dict[str, str]:

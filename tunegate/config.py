@@ -35,7 +35,8 @@ class SourceConfig(StrictModel):
     shape: RecordShape = Field(
         default="auto",
         description="Record shape: alpaca (instruction/input/output), prompt_completion, chat (messages), text, "
-        "preference (prompt/chosen/rejected pairs); `auto` detects it per record from the field names.",
+        "preference (prompt/chosen/rejected pairs, or messages with chosen/rejected replies); `auto` detects it per "
+        "record from the field names.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -415,11 +416,12 @@ class RegistryConfig(StrictModel):
         "test rows must be above this.",
     )
     max_generation_drop: float = Field(
-        default=0.02,
+        default=0.0,
         ge=0.0,
-        description="DPO runs: how far the metric of the fine-tuned model's own answers (accuracy or ROUGE-L against "
-        "the chosen replies) may fall below the base's. A policy can win every pair by pushing rejected replies "
-        "down while its greedy answers degrade; such a model is not promoted.",
+        description="DPO runs: a model whose own answers (accuracy or ROUGE-L against the chosen replies) are worse "
+        "than the base's by more than this, with the whole 95% interval of the change below -max_generation_drop, "
+        "is not promoted. A policy can win every pair by pushing rejected replies down while its greedy answers "
+        "degrade.",
     )
 
 

@@ -64,6 +64,15 @@ def weight_bytes(directory: str | Path) -> int:
     return sum(path.stat().st_size for path in Path(directory).glob("*.safetensors"))
 
 
+def base_bytes(base: str, adapter_model: Any) -> int:
+    """The bytes an adapter's base serves with: its safetensors when it is a local directory, else (a Hub id, sized
+    without downloading anything) its loaded weights, the adapter's own left out."""
+    if Path(base).is_dir():
+        return weight_bytes(base)
+    weights = adapter_model.get_base_model().named_parameters()
+    return sum(tensor.numel() * tensor.element_size() for name, tensor in weights if "lora_" not in name)
+
+
 def latency_ms(answer: Callable[[str], Any], prompts: list[str]) -> tuple[float, float]:
     """(p50, p95) milliseconds to answer one prompt alone, as one request is served; one warm-up call first
     (the first call pays for lazy initialisation, ~10x a later one on this CPU)."""

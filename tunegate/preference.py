@@ -151,6 +151,9 @@ def preference_result(
             "finetuned": finetuned,
             "delta": mean_or_nan(tuned_scores - base_scores),
             "delta_ci95": paired_bootstrap_ci(base_scores, tuned_scores, seed),
+            "generation_ci95": paired_bootstrap_ci(
+                np.array(result.base_scores), np.array(result.finetuned_scores), seed
+            ),
             "base_scores": base_scores.tolist(),
             "finetuned_scores": tuned_scores.tolist(),
         }

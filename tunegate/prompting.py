@@ -83,8 +83,10 @@ class PromptFormat:
 
 
 def conversation_before_answer(row: dict[str, Any]) -> list[dict[str, str]]:
-    """The turns the model sees: a chat row's messages before the last, or one user turn."""
+    """The turns the model sees: a chat row's messages before the last, a chat-shaped preference pair's whole
+    conversation (its replies come after it), or one user turn."""
     messages = row.get("messages")
-    if row["shape"] == "chat" and messages is not None:
-        return [{"role": m["role"], "content": m["content"]} for m in list(messages)[:-1]]
+    if row["shape"] in ("chat", "preference") and messages is not None:
+        turns = [{"role": m["role"], "content": m["content"]} for m in list(messages)]
+        return turns[:-1] if row["shape"] == "chat" else turns
     return [{"role": "user", "content": row["prompt"]}]

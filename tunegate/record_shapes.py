@@ -3,8 +3,10 @@ fields map onto the canonical (prompt, completion, messages, rejected) row: a pr
 as the completion (what SFT would train on) and its rejected reply beside it.
 
 Detection goes down the table in order and the first shape whose `detected_by` fields are all present wins, so a
-record with both `messages` and `prompt` is chat. A user's other field names map onto these with a source's
-`columns:`; `shape:` in the config skips detection.
+record with `chosen` is a preference pair whatever else it has, and one with both `messages` and `prompt` is chat.
+A chat-shaped pair carries the conversation in `messages` (ending with the user's turn) and its two replies in
+`chosen` and `rejected`, each a string or an assistant message (TRL's conversational form: a one-message list).
+A user's other field names map onto these with a source's `columns:`; `shape:` in the config skips detection.
 """
 
 from __future__ import annotations
@@ -27,18 +29,18 @@ class RecordShape:
 
 
 RECORD_SHAPES: tuple[RecordShape, ...] = (
-    RecordShape("chat", ("messages",), ("messages",), (), None, "messages"),
-    RecordShape(
-        "alpaca", ("instruction",), ("instruction", "output"), ("instruction", "input"), "output", "instruction+output"
-    ),
     RecordShape(
         "preference",
         ("chosen",),  # a pair missing its rejected reply is still a pair: quarantined as rejected_present
-        ("prompt", "chosen", "rejected"),
+        ("prompt", "chosen", "rejected"),  # a CSV's; a JSONL pair may carry `messages` instead of `prompt`
         ("prompt",),
         "chosen",
         "prompt+chosen+rejected",
         rejected_from="rejected",
+    ),
+    RecordShape("chat", ("messages",), ("messages",), (), None, "messages"),
+    RecordShape(
+        "alpaca", ("instruction",), ("instruction", "output"), ("instruction", "input"), "output", "instruction+output"
     ),
     RecordShape(
         "prompt_completion", ("prompt",), ("prompt", "completion"), ("prompt",), "completion", "prompt+completion"
@@ -51,6 +53,16 @@ KNOWN_SHAPES_HINT = " | ".join(shape.hint for shape in RECORD_SHAPES)
 TEXT_FIELDS = tuple(
     dict.fromkeys(f for s in RECORD_SHAPES for f in (*s.prompt_from, s.completion_from, s.rejected_from) if f)
 )
+
+
+def reply_text(value: Any) -> Any:
+    """A preference reply as text: a string as it is, an assistant message (or a list of exactly one) as its
+    content; anything else unchanged, for the string check to report."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict) and value.get("role") == "assistant" and isinstance(value.get("content"), str):
+        return value["content"]
+    return value
 
 
 def detect_shape(field_names: Any) -> str | None:

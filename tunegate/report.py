@@ -137,6 +137,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "delta_ci95": list(evaluation.delta_ci95),
             "per_label_f1": evaluation.per_label_f1,
             "examples": evaluation.examples,
+            **({"generation_ci95": list(evaluation.generation_ci95)} if evaluation.generation_ci95 else {}),
         },
         "registry": result.registered.model_dump(),
         "exports": export_summary(result.exports),
@@ -226,6 +227,8 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f"  delta {metric} {number(evaluation['delta'], '+.3f')} (95% CI {number(low, '+.3f')} .. "
         f"{number(high, '+.3f')}) on {evaluation['rows']} test rows",
     ]
+    if evaluation.get("generation_ci95"):
+        lines.append(f"  {generation_change(evaluation)}")
     if evaluation["per_label_f1"]:
         per_label = ", ".join(f"{label} {number(f1)}" for label, f1 in evaluation["per_label_f1"].items())
         lines.append(f"  F1 per label: {per_label}")
@@ -266,6 +269,17 @@ def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def generation_change(evaluation: dict[str, Any]) -> str:
+    """A preference evaluation's guard: how the model's own answers moved against the chosen replies."""
+    name = "accuracy" if "accuracy" in evaluation["finetuned"] else "rouge_l"
+    low, high = evaluation["generation_ci95"]
+    return (
+        f"answers vs chosen replies: {name} {number(evaluation['base'][name])} -> "
+        f"{number(evaluation['finetuned'][name])} "
+        f"(95% CI of the change {number(low, '+.3f')} .. {number(high, '+.3f')})"
+    )
+
+
 def evaluation_table_markdown(evaluation: dict[str, Any]) -> str:
     columns = evaluation_columns(evaluation)
     rows = [
@@ -294,6 +308,7 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
     failing = ", ".join(f"{c} ({n})" for c, n in summary["validation"]["failures_by_check"].items() if n) or "none"
     per_label = "\n".join(f"| {label} | {number(f1)} |" for label, f1 in evaluation["per_label_f1"].items())
     per_label_table = f"\n| label | F1 |\n|---|---|\n{per_label}\n" if per_label else ""
+    generation_markdown = f"{generation_change(evaluation)}.\n" if evaluation.get("generation_ci95") else ""
     chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
     return f"""# Fine-tuning run
 
@@ -315,7 +330,7 @@ of {train["steps"]}. Training health: {health_line(train["health"])}.
 {evaluation_table_markdown(evaluation)}
 
 Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "+.3f")} .. {number(high, "+.3f")}).
-{per_label_table}{export_markdown(summary.get("exports", {}), metric)}
+{generation_markdown}{per_label_table}{export_markdown(summary.get("exports", {}), metric)}
 ## Registry
 {registry["model_name"]} v{registry["version"]} → **{", ".join(registry["aliases"])}**: {registry["reason"]}
 """

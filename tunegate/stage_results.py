@@ -88,6 +88,9 @@ class EvalResult(BaseModel):
     delta_ci95: tuple[float, float]
     examples: list[dict[str, str]]
     per_label_f1: dict[str, float] = {}
+    # Preference pairs: the 95% interval of (fine-tuned - base) in the generations' own metric against the chosen
+    # replies (accuracy or ROUGE-L), for the gate's guard; None for SFT, whose task metric is that metric.
+    generation_ci95: tuple[float, float] | None = None
     # Per-row task-metric scores (row order), for the gate's paired intervals; kept out of the summary JSON.
     base_scores: list[float] = Field(default_factory=list, exclude=True)
     finetuned_scores: list[float] = Field(default_factory=list, exclude=True)

@@ -143,3 +143,18 @@ def test_virtual_tokens_have_no_whole_weights_to_merge_or_quantize(tmp_path):
         ("int8", reason, False),
     ]
     assert not list((tmp_path / "export").glob("*"))
+
+
+def test_an_adapter_counts_its_base_whether_the_base_is_a_directory_or_loaded_from_a_hub_id():
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunegate.exports import base_bytes, weight_bytes
+
+    plain = AutoModelForCausalLM.from_pretrained(BASE_MODEL)
+    weights = sum(tensor.numel() * tensor.element_size() for tensor in plain.parameters())
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(BASE_MODEL), LoraConfig(r=4, target_modules=["q_proj"]))
+    # A Hub id (no such directory here) is sized from the loaded weights, the LoRA matrices left out.
+    assert base_bytes("someone/some-model", model) == weights
+    assert base_bytes(str(BASE_MODEL), model) == weight_bytes(BASE_MODEL)
+    assert 0 < weight_bytes(BASE_MODEL) - weights < 64 * 1024  # the file adds its JSON header

@@ -100,8 +100,8 @@ def test_record_problems_are_rejected_with_line_and_reason(tmp_path):
         (
             6,
             [
-                "record of unknown shape with fields ['unknown']; expected messages | instruction+output | "
-                "prompt+chosen+rejected | prompt+completion | text (map other names with `columns:`)"
+                "record of unknown shape with fields ['unknown']; expected prompt+chosen+rejected | messages | "
+                "instruction+output | prompt+completion | text (map other names with `columns:`)"
             ],
         ),
     ]
@@ -257,4 +257,24 @@ def test_preference_pairs_keep_the_chosen_reply_as_completion_and_the_rejected_b
     ]
     assert [(r["row_id"], r["checks"]) for r in rejected(result)] == [
         ("pairs.jsonl:2", ["field 'rejected': expected a string, got int"])
+    ]
+
+
+def test_chat_shaped_pairs_keep_their_conversation_and_take_replies_as_text_or_assistant_messages(tmp_path):
+    turns = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Where is my parcel?"}]
+    jsonl = "\n".join(
+        json.dumps(record)
+        for record in (
+            {"messages": turns, "chosen": [{"role": "assistant", "content": "On its way."}], "rejected": "No idea."},
+            {"messages": turns, "chosen": {"role": "assistant", "content": "Today."}, "rejected": {"role": "user"}},
+        )
+    )
+    result = ingest(tmp_path, SourceConfig(path=write_text(tmp_path / "pairs.jsonl", jsonl + "\n")))
+    table = result.canonical.read()
+    assert table[["row_id", "shape", "prompt", "completion", "rejected"]].values.tolist() == [
+        ["pairs.jsonl:1", "preference", "system: Be kind.\nuser: Where is my parcel?", "On its way.", "No idea."]
+    ]
+    assert [dict(m) for m in table["messages"][0]] == turns
+    assert [(r["row_id"], r["checks"]) for r in rejected(result)] == [
+        ("pairs.jsonl:2", ["field 'rejected': expected a string, got dict"])
     ]

@@ -120,3 +120,24 @@ def test_preference_pairs_need_two_different_non_empty_replies(tmp_path):
         14: ["rejected_length_chars"],
     }
     assert result.valid.rows == 10 and result.success
+
+
+def test_a_chat_shaped_pair_must_end_its_conversation_with_the_users_turn(tmp_path):
+    system = {"role": "system", "content": "Be kind."}
+    asks = [system, {"role": "user", "content": "Where is my parcel?"}]
+    pair = {"messages": asks, "chosen": {"role": "assistant", "content": "On its way."}, "rejected": "No idea."}
+    answered = [*asks, {"role": "assistant", "content": "Let me check."}]
+    result = run_validation(
+        tmp_path,
+        GOOD + [pair, {**pair, "messages": answered}],
+        ValidationConfig(min_rows=5, max_quarantine_fraction=0.5),
+        labelled=False,
+    )
+    assert quarantine(result) == {10: ["pair_roles_and_turn_order"]}
+    valid = result.valid.read()
+    assert valid.iloc[-1][["shape", "completion", "rejected", "chat_roles"]].tolist() == [
+        "preference",
+        "On its way.",
+        "No idea.",
+        "system,user",
+    ]

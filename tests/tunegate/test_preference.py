@@ -75,6 +75,8 @@ def test_the_preference_result_replaces_the_task_metric_and_keeps_the_generation
         delta=0.1,
         delta_ci95=(0.0, 0.2),
         examples=[],
+        base_scores=[0.2, 0.2, 0.2, 0.2],
+        finetuned_scores=[0.3, 0.3, 0.3, 0.3],
     )
     reference = (np.array([-4.0, -4.0, -4.0, -4.0]), np.array([-3.0, -5.0, -3.0, -3.0]))
     policy = (np.array([-3.0, -3.0, -5.0, -4.0]), np.array([-3.0, -5.0, -3.0, -3.0]))
@@ -86,6 +88,7 @@ def test_the_preference_result_replaces_the_task_metric_and_keeps_the_generation
     assert result.finetuned == {"rouge_l": 0.3, "loss": 2.0, PREFERENCE_METRIC: 0.625, "reward_margin": 0.125,
                                 "chosen_likelier": 0.25}  # fmt: skip
     assert result.delta == 0.125 and result.delta_ci95[0] <= 0.125 <= result.delta_ci95[1]
+    assert result.generation_ci95 == pytest.approx((0.1, 0.1))  # every row's generations gained 0.1
 
 
 def test_dpo_refuses_a_split_that_is_not_all_preference_pairs():

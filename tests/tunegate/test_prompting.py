@@ -43,3 +43,17 @@ def test_format_is_saved_with_the_model_and_loads_back(tmp_path):
     chat = PromptFormat.from_tokenizer(AutoTokenizer.from_pretrained(BASE_MODEL))
     chat.save(tmp_path)
     assert PromptFormat.load(tmp_path) == chat
+
+
+def test_a_chat_shaped_pair_is_prompted_with_its_whole_conversation():
+    from tunegate.prompting import conversation_before_answer
+
+    turns = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Parcel?"},
+    ]
+    pair = {"shape": "preference", "prompt": "user: Hi", "completion": "On its way.", "messages": turns}
+    assert conversation_before_answer(pair) == turns
+    assert conversation_before_answer({**pair, "shape": "chat"}) == turns[:-1]
+    assert conversation_before_answer({**pair, "messages": None}) == [{"role": "user", "content": "user: Hi"}]
