@@ -109,6 +109,15 @@ def compare_models(
         per_label_f1=f1_per_label(rows, tuned.generations, labels) if labels else {},
         base_scores=base_scores.tolist(),
         finetuned_scores=tuned_scores.tolist(),
+        exact_scores=None if labels else exact_match_scores(rows, base, tuned),
+    )
+
+
+def exact_match_scores(rows: pd.DataFrame, base: Predictions, tuned: Predictions) -> tuple[list[float], list[float]]:
+    """Per-row normalised exact match of both models' generations (the label metric, on free text)."""
+    return (
+        scores_for_metric("accuracy", rows, base.generations).tolist(),
+        scores_for_metric("accuracy", rows, tuned.generations).tolist(),
     )
 
 

@@ -377,17 +377,21 @@ def promotion_decision(
 
 def degraded_generations(evaluation: EvalResult, max_drop: float) -> str | None:
     """For preference pairs: why the fine-tuned model's own answers (scored against the chosen replies) are
-    demonstrably worse than the base's (the whole 95% interval of the change below -max_drop), else None."""
-    if evaluation.task_metric != PREFERENCE_METRIC or evaluation.generation_ci95 is None:
+    demonstrably worse than the base's in some metric (the whole 95% interval of its change below -max_drop), else
+    None."""
+    if evaluation.task_metric != PREFERENCE_METRIC:
         return None
-    name = "accuracy" if "accuracy" in evaluation.finetuned else "rouge_l"
-    low, high = evaluation.generation_ci95
-    if not high < -max_drop:
+    worse = [
+        f"{name} {evaluation.base[name]:.3f} -> {evaluation.finetuned[name]:.3f} (95% CI of the change {low:+.3f} .. "
+        f"{high:+.3f})"
+        for name, (low, high) in evaluation.generation_ci95.items()
+        if high < -max_drop
+    ]
+    if not worse:
         return None
-    base, tuned = evaluation.base[name], evaluation.finetuned[name]
     return (
-        f"its answers' {name} against the chosen replies fell {base:.3f} -> {tuned:.3f} (95% CI of the change "
-        f"{low:+.3f} .. {high:+.3f}, all of it a drop beyond registry.max_generation_drop {max_drop:.3f})"
+        f"its answers against the chosen replies got worse beyond registry.max_generation_drop {max_drop:.3f}: "
+        + "; ".join(worse)
     )
 
 

@@ -151,13 +151,23 @@ def preference_result(
             "finetuned": finetuned,
             "delta": mean_or_nan(tuned_scores - base_scores),
             "delta_ci95": paired_bootstrap_ci(base_scores, tuned_scores, seed),
-            "generation_ci95": paired_bootstrap_ci(
-                np.array(result.base_scores), np.array(result.finetuned_scores), seed
-            ),
+            "generation_ci95": generation_intervals(result, seed),
             "base_scores": base_scores.tolist(),
             "finetuned_scores": tuned_scores.tolist(),
         }
     )
+
+
+def generation_intervals(result: EvalResult, seed: int) -> dict[str, tuple[float, float]]:
+    """The paired 95% interval of (fine-tuned - base) for each metric of the generations against the chosen replies:
+    the task metric (accuracy or ROUGE-L) and, on free text, exact match (a label-like reply can keep its ROUGE-L
+    while it stops being exactly right: 0.175 -> 0.088 on the 42-intent pairs, ROUGE-L 0.515 -> 0.491)."""
+    from tunegate.scoring import paired_bootstrap_ci
+
+    scores = {result.task_metric: (result.base_scores, result.finetuned_scores)}
+    if result.exact_scores is not None:
+        scores["exact_match"] = result.exact_scores
+    return {name: paired_bootstrap_ci(np.array(base), np.array(tuned), seed) for name, (base, tuned) in scores.items()}
 
 
 def dpo_dataset(

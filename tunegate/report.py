@@ -137,7 +137,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "delta_ci95": list(evaluation.delta_ci95),
             "per_label_f1": evaluation.per_label_f1,
             "examples": evaluation.examples,
-            **({"generation_ci95": list(evaluation.generation_ci95)} if evaluation.generation_ci95 else {}),
+            **({"generation_ci95": evaluation.generation_ci95} if evaluation.generation_ci95 else {}),
         },
         "registry": result.registered.model_dump(),
         "exports": export_summary(result.exports),
@@ -271,13 +271,12 @@ def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:
 
 def generation_change(evaluation: dict[str, Any]) -> str:
     """A preference evaluation's guard: how the model's own answers moved against the chosen replies."""
-    name = "accuracy" if "accuracy" in evaluation["finetuned"] else "rouge_l"
-    low, high = evaluation["generation_ci95"]
-    return (
-        f"answers vs chosen replies: {name} {number(evaluation['base'][name])} -> "
-        f"{number(evaluation['finetuned'][name])} "
+    changes = [
+        f"{name} {number(evaluation['base'][name])} -> {number(evaluation['finetuned'][name])} "
         f"(95% CI of the change {number(low, '+.3f')} .. {number(high, '+.3f')})"
-    )
+        for name, (low, high) in evaluation["generation_ci95"].items()
+    ]
+    return "answers vs chosen replies: " + "; ".join(changes)
 
 
 def evaluation_table_markdown(evaluation: dict[str, Any]) -> str:

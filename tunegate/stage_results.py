@@ -88,12 +88,14 @@ class EvalResult(BaseModel):
     delta_ci95: tuple[float, float]
     examples: list[dict[str, str]]
     per_label_f1: dict[str, float] = {}
-    # Preference pairs: the 95% interval of (fine-tuned - base) in the generations' own metric against the chosen
-    # replies (accuracy or ROUGE-L), for the gate's guard; None for SFT, whose task metric is that metric.
-    generation_ci95: tuple[float, float] | None = None
+    # Preference pairs: the 95% interval of (fine-tuned - base) in each metric of the generations against the chosen
+    # replies (accuracy, or ROUGE-L and exact match), for the gate's guard; empty for SFT.
+    generation_ci95: dict[str, tuple[float, float]] = {}
     # Per-row task-metric scores (row order), for the gate's paired intervals; kept out of the summary JSON.
     base_scores: list[float] = Field(default_factory=list, exclude=True)
     finetuned_scores: list[float] = Field(default_factory=list, exclude=True)
+    # Free text: per-row exact match of (base, fine-tuned), beside ROUGE-L; kept out of the summary JSON.
+    exact_scores: tuple[list[float], list[float]] | None = Field(default=None, exclude=True)
 
 
 class EvaluationOutput(BaseModel):

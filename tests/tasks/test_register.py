@@ -266,26 +266,24 @@ def test_a_dpo_model_whose_own_answers_are_demonstrably_worse_is_not_promoted_wh
     evaluation = EvalResult(
         task_metric="preference_accuracy",
         rows=20,
-        base={"preference_accuracy": 0.5, "rouge_l": 0.863, "loss": 1.25},
-        finetuned={"preference_accuracy": 1.0, "rouge_l": 0.632, "loss": 1.51},
+        base={"preference_accuracy": 0.5, "rouge_l": 0.515, "exact_match": 0.175, "loss": 3.5},
+        finetuned={"preference_accuracy": 1.0, "rouge_l": 0.491, "exact_match": 0.088, "loss": 3.5},
         delta=0.5,
         delta_ci95=(0.5, 0.5),
         examples=[],
-        generation_ci95=(-0.291, -0.170),
+        generation_ci95={"rouge_l": (-0.060, 0.009), "exact_match": (-0.150, -0.025)},
     )
     assert promotion_decision(evaluation, base, tuned, RegistryConfig(), HEALTHY, None) == (
         False,
         "not promoted: preference_accuracy 1.000 vs base 0.500 (gain +0.500, 95% CI +0.500 .. +0.500, lower bound "
-        "needed +0.050), but its answers' rouge_l against the chosen replies fell 0.863 -> 0.632 (95% CI of the "
-        "change -0.291 .. -0.170, all of it a drop beyond registry.max_generation_drop 0.000)",
+        "needed +0.050), but its answers against the chosen replies got worse beyond registry.max_generation_drop "
+        "0.000: exact_match 0.175 -> 0.088 (95% CI of the change -0.150 .. -0.025)",
     )
-    # A drop the interval cannot tell from noise (0.515 -> 0.491 on 80 rows of the 42-intent set) does not block.
-    noise = evaluation.model_copy(
-        update={"finetuned": {**evaluation.finetuned, "rouge_l": 0.491}, "generation_ci95": (-0.061, 0.012)}
-    )
+    # A drop the interval cannot tell from noise does not block; nor does one within the allowed drop.
+    noise = evaluation.model_copy(update={"generation_ci95": {"rouge_l": (-0.060, 0.009)}})
     assert promotion_decision(noise, base, tuned, RegistryConfig(), HEALTHY, None) == (
         True,
         "promoted: preference_accuracy 1.000 vs base 0.500 (gain +0.500, 95% CI +0.500 .. +0.500, lower bound "
         "needed +0.050); no champion yet",
     )
-    assert promotion_decision(evaluation, base, tuned, RegistryConfig(max_generation_drop=0.2), HEALTHY, None)[0]
+    assert promotion_decision(evaluation, base, tuned, RegistryConfig(max_generation_drop=0.03), HEALTHY, None)[0]

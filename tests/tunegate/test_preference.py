@@ -88,7 +88,10 @@ def test_the_preference_result_replaces_the_task_metric_and_keeps_the_generation
     assert result.finetuned == {"rouge_l": 0.3, "loss": 2.0, PREFERENCE_METRIC: 0.625, "reward_margin": 0.125,
                                 "chosen_likelier": 0.25}  # fmt: skip
     assert result.delta == 0.125 and result.delta_ci95[0] <= 0.125 <= result.delta_ci95[1]
-    assert result.generation_ci95 == pytest.approx((0.1, 0.1))  # every row's generations gained 0.1
+    assert result.generation_ci95 == {"rouge_l": pytest.approx((0.1, 0.1))}  # every row gained 0.1
+    with_exact = generation_metrics.model_copy(update={"exact_scores": ([0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])})
+    intervals = preference_result(with_exact, reference, policy, beta=0.5, seed=0).generation_ci95
+    assert set(intervals) == {"rouge_l", "exact_match"} and intervals["exact_match"][1] < 0
 
 
 def test_dpo_refuses_a_split_that_is_not_all_preference_pairs():
