@@ -127,6 +127,7 @@ def formatted_pairs(rows: Any, tokenizer: Any) -> list[Any]:
 
 
 def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter, packing: str = "off") -> Any:
+    from tunegate.budget import fixed_plan
     from tunegate.config import ModelConfig, TrainConfig
     from tunegate.training import run_training
 
@@ -144,7 +145,8 @@ def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter, packing: str =
         max_eval_rows=16,
         packing=packing,
     )
-    run_training(rows, rows.head(16), model, train, out, callbacks=[meter.callback()])
+    # One evaluation, after the last step: outside the timed steps.
+    run_training(rows, rows.head(16), model, train, fixed_plan(steps), out, callbacks=[meter.callback()])
     return None
 
 
