@@ -2,9 +2,11 @@
 
 python -m bench.training_throughput [--steps 30] [--warmup 5]
 
-Three set-ups, each in a fresh process (so peak RSS is its own), same base model (demo/base_model), same LoRA
+Four set-ups, each in a fresh process (so peak RSS is its own), same base model (demo/base_model), same LoRA
 (r=16, alpha=32, dropout 0.05, the same target modules), same optimizer steps, batch size and rows:
 - ours: `tunegate.training.run_training` (dynamic padding, length-grouped batches, target-only loss);
+- ours_packed: the same with padding-free packing forced on (`train.packing: on`: one row per batch, position ids
+  restarting per sequence, a block-diagonal mask on CPU);
 - tutorial: HF `Trainer` + PEFT with `tokenizer(..., padding="max_length", max_length=512)` and the causal-LM collator;
 - trl: `trl.SFTTrainer` with its defaults (prompt/completion columns, `SFTConfig` left at its defaults but for the
   step count, batch size and learning rate).
@@ -42,7 +44,20 @@ from bench.common import REPO, target, write_results
 BASE_MODEL = REPO / "demo" / "base_model"
 BATCH_SIZE, LEARNING_RATE, LORA_R = 16, 2e-3, 16
 TUTORIAL_MAX_LENGTH = 512
-VARIANTS = ("ours", "tutorial", "trl")
+VARIANTS = ("ours", "ours_packed", "tutorial", "trl")
+NOTES = (
+    "Why the 15× target is missed: every set-up trains on the prompt rendered with the base model's chat template "
+    "(~95 real tokens per demo example), so padding to 512 wastes 84% (not the ~94% of bare ~30-token tickets the "
+    "target assumes); our per-processed-token speed is also above the tutorial's (shorter sequences, cheaper "
+    "attention). Packing on CPU: a packed batch has no padding at all, but its one long row attends through a "
+    "block-diagonal mask over every token of the batch (quadratic in the row's length, where padded attention is "
+    "quadratic in each sequence's), so it trains slower here; `train.packing: auto` keeps it off on CPU and on with "
+    "a CUDA GPU, where FlashAttention's varlen kernels attend sequence by sequence (not measured yet: no GPU lent). "
+    "Peak RSS on the long-tailed set (within 1% of TRL's) is the 30-step window, not a leak: ours reaches its peak "
+    "in step 1 because the length-grouped sampler puts the longest batch first (an out-of-memory shows at once, not "
+    "an hour in), while TRL's climbs as its random batches meet longer sequences; over an epoch both meet the same "
+    "worst batch."
+)
 DATASETS = ("demo", "long_tailed")
 
 
@@ -124,7 +139,8 @@ def formatted_pairs(rows: Any, tokenizer: Any) -> list[Any]:
     return [prompt_format.format_row(row) for row in rows.to_dict("records")]
 
 
-def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
+def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter, packing: str = "off") -> Any:
+    from tunegate.budget import fixed_plan
     from tunegate.config import ModelConfig, TrainConfig
     from tunegate.training import run_training
 
@@ -140,8 +156,10 @@ def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
         eval_steps=steps,  # one evaluation, after the last step: outside the timed steps
         save_steps=steps,
         max_eval_rows=16,
+        packing=packing,
     )
-    run_training(rows, rows.head(16), model, train, out, callbacks=[meter.callback()])
+    # One evaluation, after the last step: outside the timed steps.
+    run_training(rows, rows.head(16), model, train, fixed_plan(steps), out, callbacks=[meter.callback()])
     return None
 
 
@@ -205,7 +223,12 @@ def run_trl(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     return trainer.model
 
 
-RUNNERS = {"ours": run_ours, "tutorial": run_tutorial, "trl": run_trl}
+def run_ours_packed(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
+    """Ours with padding-free packing forced on (`train.packing: on`; its `auto` keeps it off on CPU)."""
+    return run_ours(rows, steps, out, meter, packing="on")
+
+
+RUNNERS = {"ours": run_ours, "ours_packed": run_ours_packed, "tutorial": run_tutorial, "trl": run_trl}
 
 
 def measure_one(variant: str, rows_path: Path, steps: int, warmup: int) -> dict[str, Any]:
@@ -291,14 +314,15 @@ def main(argv: list[str] | None = None) -> Path:
             if done.returncode != 0:
                 raise RuntimeError(f"{variant} on {dataset} failed:\n{done.stderr[-3000:]}")
             rows.append({"dataset": dataset, "setup": variant, **json.loads(result_path.read_text())})
-    return write_results("training_throughput", rows, throughput_targets(rows))
+    return write_results("training_throughput", rows, throughput_targets(rows), NOTES)
 
 
 def throughput_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["dataset"], r["setup"]): r for r in rows}
     targets = []
     for dataset in DATASETS:
-        ours, tutorial, trl = (by[(dataset, v)] for v in VARIANTS)
+        ours, packed, tutorial, trl = (by[(dataset, v)] for v in VARIANTS)
+        packed_ratio = packed["steady_real_tokens_per_s"] / ours["steady_real_tokens_per_s"]
         vs_tutorial = ours["steady_real_tokens_per_s"] / tutorial["steady_real_tokens_per_s"]
         vs_trl = ours["steady_real_tokens_per_s"] / trl["steady_real_tokens_per_s"]
         targets += [
@@ -308,6 +332,12 @@ def throughput_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"{dataset}: peak RSS ≤ TRL's",
                 f"{ours['peak_rss_mb']:.0f} vs {trl['peak_rss_mb']:.0f} MB",
                 ours["peak_rss_mb"] <= trl["peak_rss_mb"],
+            ),
+            # train.packing: auto keeps packing off on CPU; this is the measurement that decision rests on.
+            target(
+                f"{dataset}: on CPU, padded batches ≥ packed ones (packing off by default)",
+                f"packed {packed_ratio:.2f}× padded",
+                packed_ratio <= 1.0,
             ),
         ]
     return targets

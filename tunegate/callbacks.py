@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from transformers import Trainer, TrainerCallback
+from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback
 
 from tunegate.health import HealthWatch
 from tunegate.progress import TRAINING_KEY, UPDATES_PER_RUN, ProgressArtifact
@@ -68,6 +68,23 @@ class TaskMetricTrainer(Trainer):
             self.args.per_device_eval_batch_size,
         )
         return mean_or_nan(scores_for_metric(self.metric, self.objective_rows, generations))
+
+
+class PackedBatches(DataCollatorWithFlattening):
+    """Padding-free batches: the sequences concatenated into one row, position ids restarting at 0 for each, the
+    first label of each masked (no token is predicted across a boundary), and no KV cache: transformers finds the
+    sequences from the position ids (a block-diagonal mask, or FlashAttention's varlen path) only when the forward
+    pass has no cache; with one (a forward's default in eval mode) they attend across each other (val loss +0.05)."""
+
+    def __init__(self) -> None:
+        from tunegate.sft_data import IGNORE_INDEX
+
+        super().__init__(return_position_ids=True, separator_id=IGNORE_INDEX)
+
+    def __call__(self, features: list[dict[str, Any]], return_tensors: Any = None, separator_id: Any = None) -> Any:
+        batch = super().__call__(features, return_tensors, separator_id)
+        batch["use_cache"] = False
+        return batch
 
 
 class EvaluateAt(TrainerCallback):

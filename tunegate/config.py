@@ -239,6 +239,23 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="auto: bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."
     )
+    packing: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Padding-free packing: each batch's sequences concatenated into one row with per-sequence position "
+        "ids (transformers' DataCollatorWithFlattening), attention never crossing sequences (FlashAttention's varlen "
+        "path or a block-diagonal mask) and the loss on target tokens only. auto: on with a CUDA GPU; off on CPU, "
+        "where the mask over the whole row costs more than the padding saved (tokens/s: `make bench`).",
+    )
+    kernels: Literal["auto", "none"] = Field(
+        default="auto",
+        description="auto: Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy; the "
+        "Trainer's use_liger_kernel) on a CUDA GPU when liger-kernel is installed; none: the model's own modules.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model (the Trainer's torch_compile) on a CUDA GPU; ignored on CPU. Off by "
+        "default: batch shapes change every step, and compiling pays off only on long runs.",
+    )
     seed: int = Field(default=0, ge=0, description="Seed of initialisation and data order.")
     processes: int = Field(
         default=1,

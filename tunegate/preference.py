@@ -258,11 +258,12 @@ def run_dpo_training(
     # The DPO term starts at ln 2 (the policy is its reference) and is what training removes; the SFT term starts
     # near its floor on an SFT-trained base (demo: 1.695 = 0.693 + 1.002), where 5% of the whole loss took 3 of 4
     # trials at sound rates for unhealthy at the first rung.
-    run = RunWatch.of(on_evaluate, plan, train_config, out_dir, removable_loss=math.log(2))
+    run = RunWatch.of(on_evaluate, plan, train_config, out_dir, removable_loss=math.log(2), packs=False)
     arguments = training_arguments(
         train_config,
         plan,
         run.checkpoints,
+        run.fast,
         arguments_class=DPOConfig,
         beta=train_config.dpo_beta,
         loss_type=["sigmoid", "sft"] if train_config.dpo_sft_weight else ["sigmoid"],

@@ -16,7 +16,7 @@ import math
 import resource
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from tunegate.budget import TrainingPlan, final_plan, trial_plan
 from tunegate.config import ModelConfig, PipelineConfig, TrainConfig
 from tunegate.errors import InputError
+from tunegate.fast_path import FastPath, fast_path
 from tunegate.fingerprint import fingerprint_value
 from tunegate.health import HealthWatch
 from tunegate.model_loading import load_causal_lm, load_tokenizer
@@ -140,8 +141,6 @@ def run_training(
         from tunegate.preference import run_dpo_training
 
         return run_dpo_training(train_rows, val_rows, model_config, train_config, plan, out_dir, on_evaluate, callbacks)
-    from transformers import DataCollatorForSeq2Seq
-
     from tunegate.callbacks import TaskMetricTrainer
 
     tokenizer = load_tokenizer_for_training(model_config)
@@ -159,10 +158,10 @@ def run_training(
     run = RunWatch.of(on_evaluate, plan, train_config, out_dir)
     trainer = TaskMetricTrainer(
         model=model,
-        args=training_arguments(train_config, plan, run.checkpoints),
+        args=training_arguments(train_config, plan, run.checkpoints, run.fast),
         train_dataset=train_encoded.to_dataset(),
         eval_dataset=val_encoded.to_dataset(),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        data_collator=sft_collator(tokenizer, run.fast.packing),
         processing_class=tokenizer,
         callbacks=run.callbacks(callbacks),
         objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
@@ -172,6 +171,18 @@ def run_training(
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
         run.health.initial_val_loss = trainer.initial_val_loss()
     return run.trained(trainer, train_encoded.overlength_rows + val_encoded.overlength_rows)
+
+
+def sft_collator(tokenizer: Any, packing: bool) -> Any:
+    """Batches of encoded rows: packed into one row (`PackedBatches`), or padded to the batch's longest with the
+    padding masked out of the loss."""
+    from transformers import DataCollatorForSeq2Seq
+
+    from tunegate.callbacks import PackedBatches
+
+    if packing:
+        return PackedBatches()
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
 
 
 @dataclass
@@ -186,6 +197,7 @@ class RunWatch:
     history: Any
     throughput: Any
     health: HealthWatch
+    fast: FastPath
 
     @classmethod
     def of(
@@ -195,9 +207,15 @@ class RunWatch:
         recipe: TrainConfig,
         out_dir: Path,
         removable_loss: float | None = None,
+        packs: bool = True,
     ) -> RunWatch:
+        """`packs`: whether this trainer can take packed batches (TRL's DPO pads its pairs itself)."""
         from tunegate.callbacks import EvaluationHistory, Throughput
 
+        fast = fast_path(recipe)
+        if fast.packing and not packs:
+            fast = replace(fast, packing=False, reasons=[*fast.reasons, "packing off here (DPO pads its pairs)"])
+        run_logger().info(fast.describe())
         return cls(
             plan=plan,
             recipe=recipe,
@@ -206,6 +224,7 @@ class RunWatch:
             history=EvaluationHistory(on_evaluate, plan.metric),
             throughput=Throughput(),
             health=HealthWatch(recipe.health, plan.first_rung, removable_loss=removable_loss),
+            fast=fast,
         )
 
     @property
@@ -368,27 +387,16 @@ def bitsandbytes_config(setting: str, load_in_4bit: bool = False, load_in_8bit: 
     return BitsAndBytesConfig(load_in_8bit=load_in_8bit)
 
 
-def mixed_precision(precision: str) -> dict[str, bool]:
-    """bf16 where the GPU supports it, fp16 on other GPUs, fp32 on CPU (CPU autocast gains little here)."""
-    import torch
-
-    if precision == "auto":
-        if not torch.cuda.is_available():
-            precision = "fp32"
-        else:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
 def training_arguments(
     train_config: TrainConfig,
     plan: TrainingPlan,
     checkpoints: Path,
+    fast: FastPath,
     arguments_class: type | None = None,
     **overrides: Any,
 ) -> Any:
-    """The Trainer's arguments for the recipe and plan (`arguments_class`: TrainingArguments, or a subclass such as
-    TRL's DPOConfig, with `overrides` on top)."""
+    """The Trainer's arguments for the recipe, plan and fast path (`arguments_class`: TrainingArguments, or a
+    subclass such as TRL's DPOConfig, with `overrides` on top)."""
     import torch
     from transformers import TrainingArguments
 
@@ -417,14 +425,18 @@ def training_arguments(
         metric_for_best_model=SELECTION,  # the objective, ties broken by val loss (TaskMetricTrainer)
         greater_is_better=True,
         train_sampling_strategy="group_by_length",
-        include_num_input_tokens_seen="non_padding",
+        # A packed batch has no padding (and no attention mask to count by): every token is real.
+        include_num_input_tokens_seen="all" if fast.packing else "non_padding",
         logging_steps=max(1, min(10, plan.first_rung // 2)),
         report_to="none",
         seed=train_config.seed,
         data_seed=train_config.seed,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not sys.stderr.isatty(),
-        **mixed_precision(train_config.precision),
+        bf16=fast.precision == "bf16",
+        fp16=fast.precision == "fp16",
+        use_liger_kernel=fast.kernels,
+        torch_compile=fast.compile,
         **sharding_arguments(train_config),
     )
     return (arguments_class or TrainingArguments)(**{**settings, **overrides})
