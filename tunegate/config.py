@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunegate.errors import InputError
-from tunegate.search_space import VIRTUAL_TOKEN_METHODS
 from tunegate.secrets import redact
 
+# PEFT's virtual-token methods (prompt/prefix/P-tuning): searched by their number of virtual tokens, not a rank.
+VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
 RecordShape = Literal["auto", "alpaca", "prompt_completion", "chat", "text", "preference"]
 FileFormat = Literal["auto", "jsonl", "json", "csv", "parquet"]
 

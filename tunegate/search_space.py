@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tunegate.config import VIRTUAL_TOKEN_METHODS
+
 if TYPE_CHECKING:
     from tunegate.config import SweepConfig
 
-VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")  # learning-rate ranges: config.py
 INTEGER_PARAMS = ("lora_r", "num_virtual_tokens")
 # Short names for run names (`trial-3 r=16 lr=2.1e-03`).
 SHORT_NAMES = {"lora_r": "r", "num_virtual_tokens": "vt", "learning_rate": "lr"}

@@ -13,7 +13,7 @@ def test_suite_files_are_valid_gx_suites_with_unique_check_names():
         suite = gx.ExpectationSuite(**document)
         assert suite.name == path.stem
         names += [e["meta"]["check"] for e in document["expectations"]]
-    assert len(names) == len(set(names)) == 18
+    assert len(names) == len(set(names)) == 19
 
 
 def test_chat_role_rule_accepts_system_then_alternating_turns_only(tmp_path):

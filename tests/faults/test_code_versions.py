@@ -54,7 +54,7 @@ def test_the_checkpoint_directory_moves_with_the_training_code(project_copy):
 
 def test_the_training_stage_depends_on_the_versions_of_the_libraries_it_imports():
     _, libraries = module_closure((REPO / "tasks" / "sweep.py").resolve(), REPO)
-    assert sorted(libraries) == ["datasets", "optuna", "peft", "pyarrow", "torch", "transformers"]
+    assert sorted(libraries) == ["datasets", "optuna", "peft", "pyarrow", "torch", "transformers", "trl"]
     _, libraries = module_closure((REPO / "tasks" / "validate.py").resolve(), REPO)
     assert sorted(libraries) == ["great_expectations", "peft", "pyarrow", "transformers"]
     _, libraries = module_closure((REPO / "tasks" / "split.py").resolve(), REPO)
