@@ -53,10 +53,6 @@ def preference_pairs(rows: pd.DataFrame, split: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def has_preference_pairs(rows: pd.DataFrame) -> bool:
-    return "shape" in rows and bool(len(rows)) and bool((rows["shape"] == PREFERENCE_SHAPE).all())
-
-
 def reply_logprobs(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +126,7 @@ def preference_result(
     from tunegate.scoring import mean_or_nan, paired_bootstrap_ci
 
     margins = reward_margins(policy, reference, beta)
-    tuned_scores = preference_accuracy_scores(margins)
+    tuned_scores = preference_accuracy_scores(margins / beta)  # ties judged in nats, as `pair_scores` judges them
     base_scores = preference_accuracy_scores(np.zeros_like(margins))
     base = {
         **result.base,
