@@ -24,7 +24,7 @@ from tunegate.config import PipelineConfig, pipeline_fingerprint
 from tunegate.finetuned import FinetuneResult
 from tunegate.fingerprint import combine
 from tunegate.report import finetune_summary, render_finetune_report
-from tunegate.runners import flow_with_task_runner
+from tunegate.runners import flow_with_task_runner, name_this_flow_run
 from tunegate.tracking import champion_tags
 
 SKIPPED = "skipped: data unchanged"
@@ -42,13 +42,24 @@ def retrain(config: PipelineConfig, force: bool = False) -> Any:
         and champion.get("config_fingerprint") == pipeline_fingerprint(config)
     )
     if unchanged and not force:
+        name_this_flow_run(f"retrain: {SKIPPED}")
         summary = {"status": "skipped", "reason": SKIPPED, "champion_version": champion["version"]}
         return Completed(message=SKIPPED, data=summary)
+    name_this_flow_run(f"retrain: {retrain_reason(champion, source_fingerprint, pipeline_fingerprint(config), force)}")
     warm_start = []
     if champion and champion.get("optuna_study"):
         storage = storage_url(config.sweep, config.home_path())
         warm_start = best_trials_of(champion["optuna_study"], storage, WARM_START_TRIALS)
     return finetune(config, warm_start=warm_start)
+
+
+def retrain_reason(champion: dict[str, str] | None, sources: str, config: str, force: bool) -> str:
+    """Why a retraining run trains: the first of forced, no champion yet, data changed, config changed."""
+    if force:
+        return "forced"
+    if champion is None:
+        return "no champion yet"
+    return "data changed" if champion.get("source_fingerprint") != sources else "config changed"
 
 
 def retrain_summary(result: FinetuneResult | dict[str, Any]) -> dict[str, Any]:

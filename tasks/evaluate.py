@@ -192,7 +192,14 @@ def evaluation_rows(test: pd.DataFrame, labels: list[str] | None, max_rows: int)
     return chosen.head(max_rows).reset_index(drop=True)
 
 
-@task(cache_policy=stage_cache_policy())
+def evaluate_run_name() -> str:
+    """`evaluate 3f9c2a1b`: the first 8 hex digits of the evaluated weights' fingerprint."""
+    from prefect.runtime import task_run
+
+    return f"evaluate {task_run.parameters['adapter'].fingerprint[:8]}"
+
+
+@task(task_run_name=evaluate_run_name, cache_policy=stage_cache_policy())
 def evaluate_final_model(adapter: AdapterRef, test: TableRef, settings: EvaluationSettings) -> EvaluationOutput:
     """Base vs fine-tuned on the held-out test rows; writes the rows and the result under home/eval/<key>/."""
     from transformers import AutoTokenizer

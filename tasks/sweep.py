@@ -224,7 +224,16 @@ def intact_journal_prefix(data: bytes) -> int:
 
 # `study_key` (the study's name) is in the key: whether a trial was pruned depends on its study's pruner and on
 # the trials before it, so the same params under another pruner (say "none") must train again.
+def trial_run_name() -> str:
+    """`trial-3 r=16 lr=2.1e-03`: what tells one trial from another in the Prefect UI's run graph."""
+    from prefect.runtime import task_run
+
+    parameters = task_run.parameters
+    return f"trial-{parameters['trial_number']} {short_params(ordered_params(parameters['params']))}"
+
+
 @task(
+    task_run_name=trial_run_name,
     cache_policy=stage_cache_policy(excluded=("trial_number", "study", "tracking")),
     retries=1,
     retry_delay_seconds=5,

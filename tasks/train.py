@@ -13,7 +13,7 @@ from tunegate.caching import stage_cache_policy
 from tunegate.config import SweepConfig
 from tunegate.fingerprint import fingerprint_value
 from tunegate.refs import AdapterRef
-from tunegate.search_space import searched_params, short_params
+from tunegate.search_space import ordered_params, searched_params, short_params
 from tunegate.stage_results import ChosenTrial, TrainedModel
 from tunegate.tracking import TrackingRef
 from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
@@ -21,7 +21,14 @@ from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
 LOGGED_RECIPE = ("method", "epochs", "batch_size", "gradient_accumulation_steps")
 
 
-@task(cache_policy=stage_cache_policy(excluded=("tracking",)))
+def train_run_name() -> str:
+    """`train r=16 lr=2.1e-03`: the params the candidate is trained (or taken) with."""
+    from prefect.runtime import task_run
+
+    return f"train {short_params(ordered_params(task_run.parameters['chosen'].params))}"
+
+
+@task(task_run_name=train_run_name, cache_policy=stage_cache_policy(excluded=("tracking",)))
 def train_candidate(chosen: ChosenTrial, job: TrainingJob, sweep: SweepConfig, tracking: TrackingRef) -> TrainedModel:
     """The model that is evaluated and registered: with `sweep.final: best_trial`, the chosen trial's best
     checkpoint as it is (retrained into its own directory only if its files are gone or changed); with

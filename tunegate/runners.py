@@ -57,3 +57,12 @@ def flow_with_task_runner(pipeline_flow: Flow) -> Callable[..., Any]:
         return pipeline_flow.with_options(task_runner=task_runner_for(config.sweep))(config, **parameters)
 
     return run
+
+
+def name_this_flow_run(name: str) -> None:
+    """Rename the current flow run (the UI's runs list shows why a scheduled run did what it did)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run_id=flow_run.id, name=name)

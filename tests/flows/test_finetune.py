@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -219,21 +220,47 @@ def test_champion_loads_in_a_fresh_process_and_generates(tiny_runs):
     assert merged_generations == generations
 
 
+def flow_run_name(state) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(state.state_details.flow_run_id).name
+
+
 def test_retrain_skips_when_the_champion_saw_these_data_and_this_config(tiny_runs, tiny_config):
     from flows.retrain import SKIPPED, retrain
 
     state = retrain(tiny_config, return_state=True)
     assert state.message == SKIPPED
     assert state.result() == {"status": "skipped", "reason": SKIPPED, "champion_version": "1"}
+    assert flow_run_name(state) == "retrain: skipped: data unchanged"
 
 
 def test_retrain_with_force_runs_the_dag_again_served_from_cache(tiny_runs, tiny_config):
     from flows.retrain import retrain
 
-    summary = finetune_summary(retrain(tiny_config, force=True))
+    state = retrain(tiny_config, force=True, return_state=True)
+    summary = finetune_summary(state.result())
     assert summary["status"] == "ok"
     assert summary["cache_hits"] == ALL_STAGES
     assert summary["registry"]["version"] == "1"
+    assert flow_run_name(state) == "retrain: forced"
+
+
+def test_task_runs_are_named_by_what_tells_them_apart(tiny_runs):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    first = tiny_runs[0]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[first_flow_run_id(first)])))
+    names = sorted(run.name for run in runs)
+    best = first["sweep"]["best_params"]
+    assert f"train r={best['lora_r']} lr={best['learning_rate']:.1e}" in names
+    trials = [name for name in names if name.startswith("trial-")]
+    assert [name.split()[0] for name in trials] == ["trial-0", "trial-1", "trial-2"]
+    assert all(re.fullmatch(r"trial-\d r=\d+ lr=\d\.\de-\d\d", name) for name in trials)
+    assert sum(bool(re.fullmatch(r"evaluate [0-9a-f]{8}", name)) for name in names) == 1
 
 
 def first_flow_run_id(first: dict) -> str:
