@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m flows.finetune --config $(CONFIG) --summary-out .tunegate/summary.json
+	$(BIN)/tunegate finetune --config $(CONFIG) --summary-out .tunegate/summary.json
 
 # DPO after SFT: the demo's SFT champion (`make demo` registers it) trained on the demo's preference pairs.
 demo-dpo: demo
-	$(BIN)/python -m flows.finetune --config deployments/demo_dpo.yaml --summary-out .tunegate/summary-dpo.json
+	$(BIN)/tunegate finetune --config deployments/demo_dpo.yaml --summary-out .tunegate/summary-dpo.json
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -58,13 +58,13 @@ bench-%: install
 # Prefect server's database, the MLflow server's store and a database for Optuna studies.
 DB ?= sqlite
 serve: install
-	$(BIN)/python -m tunegate.services start --db $(DB)
+	$(BIN)/tunegate serve --db $(DB)
 
 # Ends exactly the processes `make serve` started (recorded in .tunegate/services/services.json).
 stop:
-	$(BIN)/python -m tunegate.services stop
+	$(BIN)/tunegate stop
 
 # Stops what make serve started first: its pid records live under .tunegate.
 clean:
-	-test -x $(BIN)/python && $(BIN)/python -m tunegate.services stop
+	-test -x $(BIN)/tunegate && $(BIN)/tunegate stop
 	rm -rf .tunegate .pytest_cache

@@ -83,5 +83,10 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flows.finetune` and `tunegate finetune`."""
+    return run_cli(flow_with_task_runner(finetune), render_finetune_report, __doc__, argv, summarize=finetune_summary)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(flow_with_task_runner(finetune), render_finetune_report, __doc__, summarize=finetune_summary))
+    sys.exit(main())

@@ -49,5 +49,10 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
     return prepared
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flows.prepare_data` and `tunegate prepare-data`."""
+    return run_cli(prepare_data, render_data_report, __doc__, argv, summarize=data_summary)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(prepare_data, render_data_report, __doc__, summarize=data_summary))
+    sys.exit(main())

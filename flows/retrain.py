@@ -73,8 +73,13 @@ def render_retrain_report(summary: dict[str, Any]) -> str:
     return render_finetune_report(summary)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flows.retrain` and `tunegate retrain`."""
     flags = {"force": "always retrain"}
-    sys.exit(
-        run_cli(flow_with_task_runner(retrain), render_retrain_report, __doc__, flags=flags, summarize=retrain_summary)
+    return run_cli(
+        flow_with_task_runner(retrain), render_retrain_report, __doc__, argv, flags=flags, summarize=retrain_summary
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

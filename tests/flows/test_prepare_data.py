@@ -138,11 +138,15 @@ def test_cache_hits_then_reruns_exactly_what_changed(tmp_path):
     assert byte_changed == dict.fromkeys(["ingest", "validate", "dedup", "split"], "Completed")
 
 
-def run_cli_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+PYTHON_M = [sys.executable, "-m", "flows.prepare_data"]
+CONSOLE_SCRIPT = [str(Path(sys.executable).parent / "tunegate"), "prepare-data"]  # installed by `make install`
+
+
+def run_cli_process(*args: str, cwd: Path = REPO, command: list[str] = PYTHON_M) -> subprocess.CompletedProcess:
     """The CLI in a new process, against the session's Prefect server, sharing its result store."""
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     return subprocess.run(
-        [sys.executable, "-m", "flows.prepare_data", *args],
+        [*command, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -165,6 +169,7 @@ def test_cli_in_a_new_process_is_served_from_cache(demo_run, tmp_path):
         f"data.sources.1.path={DEMO_DATA / 'replies.jsonl'}",
         "--summary-out",
         str(summary_path),
+        command=CONSOLE_SCRIPT,
     )
     assert result.returncode == 0, result.stderr
     assert "rows_read                         3766" in result.stdout
