@@ -26,7 +26,7 @@ from tunegate.finetuned import FinetuneResult
 from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
-from tunegate.tracking import close_pipeline_run, fail_pipeline_run, open_pipeline_run
+from tunegate.tracking import fail_pipeline_run, open_pipeline_run
 from tunegate.training import TrainingJob
 
 
@@ -42,15 +42,12 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     data = prepare_data(config)
     stages = StageLog(str(config.home_path()), timings=dict(data.timings), cache_hits=list(data.cache_hits))
     tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), data.data_fingerprint)
-    base = resolve_base_model(model=config.model, tracking_uri=tracking.uri, home=str(config.home_path()))
-    config = config.model_copy(update={"model": base})  # a registered base (models:/...) read from its weights
+    config = config.with_model(resolve_base_model(model=config.model, tracking_uri=tracking.uri, home=stages.home))
     trials = TrainingJob.for_trials(config, data.split)
     study = study_for(config, data.data_fingerprint, trials.plan)
     sweep = stages.call("sweep", run_sweep, study=study, job=trials, tracking=tracking, warm_start=warm_start)
-    candidate = TrainingJob.for_candidate(config, data.split)
-    trained = stages.run(
-        "train", train_candidate, chosen=sweep.chosen, job=candidate, sweep=config.sweep, tracking=tracking
-    )
+    job = TrainingJob.for_candidate(config, data.split)
+    trained = stages.run("train", train_candidate, chosen=sweep.chosen, job=job, sweep=config.sweep, tracking=tracking)
     evaluated = stages.run(
         "evaluate", evaluate_final_model, adapter=trained.adapter, test=data.split.test, settings=config.evaluation()
     )
@@ -78,7 +75,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         tracking=tracking,
         stages=stages,
     )
-    close_pipeline_run(tracking, result.mlflow_params(), result.mlflow_metrics(), result.mlflow_tags())
+    result.close_mlflow_run()
     publish_finetune_artifact(result)
     return result
 

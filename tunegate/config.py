@@ -607,6 +607,10 @@ class PipelineConfig(StrictModel):
         """The name versions are registered under: `registry.model_name`, else the pipeline's name."""
         return self.registry.model_name or self.name
 
+    def with_model(self, model: ModelConfig) -> PipelineConfig:
+        """This config with another model section (the base resolved from the registry)."""
+        return self.model_copy(update={"model": model})
+
     def registry_settings(self) -> RegistryConfig:
         """`registry` with its model name resolved (what the register stage reads)."""
         return self.registry.model_copy(update={"model_name": self.registered_model_name()})

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from tunegate.prepared import PreparedData
 from tunegate.stage_results import EvaluationOutput, ExportResult, RegistryResult, SweepResult, TrainedModel
 from tunegate.stages import StageLog
-from tunegate.tracking import TrackingRef
+from tunegate.tracking import TrackingRef, close_pipeline_run
 
 
 class FinetuneResult(BaseModel):
@@ -54,6 +54,19 @@ class FinetuneResult(BaseModel):
             "trainable_parameters": float(result.trainable_parameters),
         }
         return {name: value for name, value in metrics.items() if math.isfinite(value)}
+
+    def close_mlflow_run(self) -> None:
+        """End the parent MLflow run with this result's params, metrics, tags and dataset inputs."""
+        close_pipeline_run(
+            self.tracking, self.mlflow_params(), self.mlflow_metrics(), self.mlflow_tags(), self.mlflow_inputs()
+        )
+
+    def mlflow_inputs(self) -> tuple[dict[str, Any], list[str]]:
+        """The splits, logged as dataset inputs on the parent run and on the candidate's own run (the chosen trial's,
+        or `final-training`)."""
+        split = self.data.split
+        candidate_run = [self.trained.mlflow_run_id] if self.trained.mlflow_run_id else []
+        return {"train": split.train, "val": split.val, "test": split.test}, candidate_run
 
     def mlflow_tags(self) -> dict[str, str]:
         """The parent run's links to the trial the sweep chose (and its MLflow run) and to where the candidate

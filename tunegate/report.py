@@ -336,8 +336,35 @@ Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "
 
 
 def publish_finetune_artifact(result: FinetuneResult) -> None:
+    """The run report as the flow run's Markdown artifact, and as the registered version's model card (its
+    description in the MLflow registry: how the version was made, judged and can be loaded)."""
     from prefect.artifacts import create_markdown_artifact
 
-    create_markdown_artifact(
-        finetune_markdown(finetune_summary(result)), key="finetune-report", description="Fine-tuning run report."
+    summary = finetune_summary(result)
+    create_markdown_artifact(finetune_markdown(summary), key="finetune-report", description="Fine-tuning run report.")
+    registered = result.registered
+    result.tracking.client().update_model_version(
+        registered.model_name, registered.version, description=model_card(summary)
+    )
+
+
+def model_card(summary: dict[str, Any]) -> str:
+    """A model version's description: the run report, retitled, with how to load this version."""
+    registry = summary["registry"]
+    version_uri = f"models:/{registry['model_name']}/{registry['version']}"
+    report = finetune_markdown(summary).replace(
+        "# Fine-tuning run", f"# {registry['model_name']} v{registry['version']}", 1
+    )
+    return (
+        report
+        + f"""
+## Load it
+```python
+import mlflow, pandas as pd
+
+mlflow.set_tracking_uri("{summary["mlflow"]["tracking_uri"]}")
+model = mlflow.pyfunc.load_model("{version_uri}")   # or "{registry["model_uri"]}" while the alias is there
+model.predict(pd.DataFrame({{"prompt": ["My parcel never arrived."]}}))
+```
+"""
     )

@@ -77,9 +77,41 @@ def experiment_id(client: Any, name: str, home: Path) -> str:
     served = client.tracking_uri.startswith(("http://", "https://"))
     location = None if served else (home / "mlartifacts").as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     except Exception:  # another run created it in between
         return client.get_experiment_by_name(name).experiment_id
+
+
+# Marks the experiment as model training, not GenAI. MLflow 3.17's UI picks its view from the workflow type (the
+# sidebar switch, or `?workflowType=machine_learning` in the URL, which the report's link carries), not from this tag
+# yet (mlflow/mlflow#24498); the tag is what MLflow's own API offers and what a later UI reads.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# The context MLflow shows beside each dataset input, per split.
+SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "evaluation"}
+# MLflow stores a dataset digest in at most 36 characters: the first 32 hex digits (128 bits) of our fingerprint.
+DIGEST_CHARS = 32
+
+
+def log_split_inputs(client: Any, run_id: str, splits: dict[str, Any]) -> None:
+    """The splits (TableRefs by name) as the run's MLflow dataset inputs: the runs table's Datasets column and the
+    run page show them with our fingerprint as digest and the Parquet file as source; nothing is copied."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for name, table in splits.items():
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that a path "can be interpreted in multiple
+            # ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource": the same class either way.
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(table.path))
+        dataset = MetaDataset(source, name=name, digest=table.fingerprint[:DIGEST_CHARS])
+        context = InputTag("mlflow.data.context", SPLIT_CONTEXTS.get(name, name))
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[context]))
+    client.log_inputs(run_id, datasets=inputs)
 
 
 class TrackingRef(BaseModel):
@@ -208,12 +240,17 @@ def close_pipeline_run(
     params: dict[str, Any],
     metrics: dict[str, float],
     tags: dict[str, str],
+    inputs: tuple[dict[str, Any], list[str]] = ({}, []),
     status: str = "FINISHED",
 ) -> None:
-    """Log the run's chosen params and headline metrics (the names every run uses), tag it, and end it."""
+    """Log the run's chosen params and headline metrics (the names every run uses), tag it, log `inputs` (splits
+    by name, and the other runs that trained on them: the candidate's) as dataset inputs, and end it."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = tracking.client()
+    splits, also_on = inputs
+    for run_id in [tracking.parent_run_id, *also_on] if splits else []:
+        log_split_inputs(client, run_id, splits)
     now = int(time.time() * 1000)
     client.log_batch(
         tracking.parent_run_id,

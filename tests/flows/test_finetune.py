@@ -329,3 +329,23 @@ def test_refit_retrains_the_chosen_params_as_final_training(tiny_config):
     assert len(final) == 1 and final[0].info.run_id == summary["mlflow"]["candidate_run_id"]
     assert {"lora_r", "learning_rate", "max_steps"} <= set(final[0].data.params)
     assert [m.step for m in client.get_metric_history(final[0].info.run_id, "accuracy")] == [2, 6]
+
+
+def test_mlflow_shows_the_splits_as_datasets_and_the_version_carries_a_model_card(tiny_runs):
+    first, _ = tiny_runs
+    client = mlflow_client(first["mlflow"]["tracking_uri"])
+    experiment = client.get_experiment(first["mlflow"]["experiment_id"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    files, fingerprints = first["data"]["files"], first["data"]["fingerprints"]
+    for run_id in (first["mlflow"]["run_id"], first["mlflow"]["candidate_run_id"]):
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        assert sorted(
+            (i.dataset.name, i.dataset.digest, json.loads(i.dataset.source)["uri"], i.tags[0].value) for i in inputs
+        ) == sorted(
+            (split, fingerprints[split][:32], files[split], context)
+            for split, context in (("train", "training"), ("val", "validation"), ("test", "evaluation"))
+        )
+    card = client.get_model_version("support-demo", "1").description
+    assert card.startswith("# support-demo v1\n\n## Data\n")
+    assert first["registry"]["reason"] in card and "| rows_read | 3766 |" in card
+    assert 'mlflow.pyfunc.load_model("models:/support-demo/1")' in card
