@@ -38,6 +38,7 @@ from tunegate.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.serving import (
     ADAPTER_ARTIFACT,
     GENERATION_DEFAULTS,
+    PACKAGE_DIR,
     AdapterGenerator,
     base_model_reference,
     registered_build,
@@ -58,7 +59,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 REASON_TAG = "promotion_reason"
 # A waiting run gives up after 30 minutes: the guarded section is seconds, or one champion re-evaluation.
 REGISTRY_LOCK_TIMEOUT = 1800.0
-SERVING_REQUIREMENTS = ["mlflow", "torch", "transformers", "peft", "pandas", "tunegate"]
+# What the registered model imports when it is served; our own code travels with it (`code_paths`), so the project
+# is not a requirement (no package index has it) and a fresh environment can serve the model.
+SERVING_PACKAGES = ("mlflow", "torch", "transformers", "peft", "pandas")
 ROW_SCORES_DIR = "eval"  # the version's per-row test scores: <run artifacts>/eval/row_scores-v<version>.json
 
 
@@ -215,13 +218,21 @@ def log_model_version(
                     "trust_remote_code": model.trust_remote_code,
                     **quantization,
                 },
-                pip_requirements=SERVING_REQUIREMENTS,
+                pip_requirements=serving_requirements(),
+                code_paths=[str(PACKAGE_DIR)],  # the `tunegate` package the pyfunc imports
             )
         registered = mlflow.register_model(info.model_uri, model_name, tags=identity)
     # Leaving `start_run` ended the pipeline's run as FINISHED; it is still going (the flow closes it), and a
     # run killed from here on must read as RUNNING so that the next run can tell it died.
     tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
     return str(registered.version)
+
+
+def serving_requirements() -> list[str]:
+    """The served model's pip requirements, pinned to the versions it was trained and evaluated with."""
+    from importlib import metadata
+
+    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
 
 
 def close_stranded_versions(client: Any, model_name: str, keep: str) -> list[str]:

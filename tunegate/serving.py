@@ -1,8 +1,9 @@
 """The registered model: an MLflow pyfunc that loads base model + adapter and generates answers.
 
 It carries the adapter (or whole weights: a full fine-tune, a merged export, an int8 export quantized when it is
-loaded), the tokenizer and the prompt format as artifacts, and only a *reference* to the base model (an absolute
-local path or a Hub id) in its model config, never a copy of the base weights. `predict` takes a DataFrame with a
+loaded), the tokenizer and the prompt format as artifacts, this package as code (`code_paths`: it serves where the
+project is not installed), and only a *reference* to the base model (an absolute local path or a Hub id) in its
+model config, never a copy of the base weights. `predict` takes a DataFrame with a
 `prompt` column (new text) or canonical rows (`shape`, `prompt`, `completion`, `messages`) and returns one
 generation per row:
 
@@ -22,6 +23,9 @@ import mlflow.pyfunc
 import pandas as pd
 
 ADAPTER_ARTIFACT = "adapter"
+# The `tunegate` package: a registered model carries it (MLflow `code_paths`), so it is served where the project is
+# not installed.
+PACKAGE_DIR = Path(__file__).resolve().parent
 GENERATION_DEFAULTS = {"max_new_tokens": 64, "batch_size": 16}
 
 

@@ -14,7 +14,7 @@ from flows.finetune import finetune
 from tests.conftest import DEMO_DATA, REPO
 from tunegate.config import load_config
 from tunegate.report import finetune_summary
-from tunegate.tracking import mlflow_client
+from tunegate.tracking import fluent_tracking, mlflow_client
 
 # Whole-DAG runs (training, MLflow, registry): `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow
@@ -349,3 +349,77 @@ def test_mlflow_shows_the_splits_as_datasets_and_the_version_carries_a_model_car
     assert card.startswith("# support-demo v1\n\n## Data\n")
     assert first["registry"]["reason"] in card and "| rows_read | 3766 |" in card
     assert 'mlflow.pyfunc.load_model("models:/support-demo/1")' in card
+
+
+def fresh_environment(path):
+    """A venv where the project is not installed, and nothing is downloaded: the packages come from .venv's
+    site-packages through a path in a .pth file (Python does not process the .pth files of a directory added that
+    way, so the project's editable-install finder stays off), plus a `uvicorn` launcher in its bin (MLflow's
+    server starts `uvicorn` from PATH). The closest offline equivalent of a venv with only the model's
+    requirements installed."""
+    import stat
+    import sysconfig
+    from pathlib import Path
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = next((path / "lib").glob("python3*/site-packages"))
+    (site / "project_venv_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    launcher = path / "bin" / "uvicorn"
+    launcher.write_text(f'#!/bin/sh\nexec "{path / "bin" / "python"}" -m uvicorn "$@"\n')
+    launcher.chmod(launcher.stat().st_mode | stat.S_IEXEC)
+    return Path(path / "bin" / "python")
+
+
+def test_the_champion_is_served_over_rest_from_an_environment_without_the_project(tiny_runs, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    import mlflow.artifacts
+    import pandas as pd
+
+    from tunegate.serving import registered_model_answers
+
+    uri = tiny_runs[0]["mlflow"]["tracking_uri"]
+    python = fresh_environment(tmp_path / "fresh")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env |= {"MLFLOW_TRACKING_URI": uri, "PATH": f"{python.parent}:{env['PATH']}"}
+    probe = subprocess.run([str(python), "-c", "import tunegate"], cwd=tmp_path, env=env, capture_output=True)
+    assert b"No module named 'tunegate'" in probe.stderr
+    with fluent_tracking(uri):
+        mlflow.artifacts.download_artifacts("models:/support-demo@champion", dst_path=str(tmp_path / "m"))
+    requirements = (tmp_path / "m" / "requirements.txt").read_text().split()
+    pinned = [r.split("==")[0] for r in requirements if "==" in r]
+    assert pinned == ["mlflow", "torch", "transformers", "peft", "pandas"]
+    assert not [r for r in requirements if "tunegate" in r] and (tmp_path / "m" / "code" / "tunegate").is_dir()
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    command = [str(python), "-m", "mlflow", "models", "serve", "-m", "models:/support-demo@champion"]
+    command += ["--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if urllib.request.urlopen(f"{base}/ping", timeout=5).status == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered /ping"
+                time.sleep(1)
+        prompts = ["My parcel never arrived.", "I was charged twice for one order."]
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=json.dumps({"dataframe_records": [{"prompt": p} for p in prompts]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answered = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    expected = registered_model_answers("models:/support-demo@champion", pd.DataFrame({"prompt": prompts}), False, uri)
+    assert answered == {"predictions": expected}
