@@ -18,12 +18,13 @@ from tunegate.config import ModelConfig
 from tunegate.errors import InputError, one_line
 from tunegate.exports import save_whole
 from tunegate.refs import AdapterRef, directory_problems, write_text_atomic
+from tunegate.retrying import retry_unless_input_error
 
 REGISTERED_PREFIX = "models:/"
 FINGERPRINT_SUFFIX = ".fingerprint"  # beside the directory: the sha256 of its files when they were written
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_input_error)
 def resolve_base_model(model: ModelConfig, tracking_uri: str, home: str) -> ModelConfig:
     """`model` unchanged for a path or Hub id; for `models:/<name>@<alias>` or `models:/<name>/<version>`, with
     `base` set to that version's whole weights under home/bases/ (written if missing or changed)."""

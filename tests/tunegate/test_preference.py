@@ -121,6 +121,7 @@ def test_sequence_logprobs_sum_the_target_tokens_log_probabilities():
     assert summed[1] == pytest.approx(by_hand, abs=1e-4)
 
 
+@pytest.mark.slow  # real DPO training and evaluation (~10 s): `make test` runs it, `make test-fast` does not
 def test_a_few_dpo_steps_make_the_policy_prefer_the_chosen_replies_of_its_training_pairs(tmp_path):
     train = demo_pairs(64)  # "val" is 16 of the training pairs: the pretrained base has no category skill to
     # generalise from in 12 steps (held-out pairs' loss rises at first); what is tested is that DPO learns the pairs
