@@ -34,7 +34,7 @@ from tunegate.scoring import (
     scores_for_metric,
     task_metric_name,
 )
-from tunegate.sft_data import IGNORE_INDEX, batches_of, encode_rows
+from tunegate.sft_data import target_logprobs
 from tunegate.stage_results import EvalResult, EvaluationOutput, Predictions
 from tunegate.stages import stage_directory
 
@@ -125,11 +125,7 @@ def predict(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
 ) -> Predictions:
     """Mean target-token loss (teacher forcing) and greedy generations for every row."""
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
+    loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
     prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
     return Predictions(loss=loss, generations=generate(model, tokenizer, prompts, max_new_tokens, batch_size))
 
@@ -137,23 +133,9 @@ def predict(
 def target_token_loss(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
 ) -> float:
-    import torch
-
-    encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
-    total_loss, total_tokens = 0.0, 0
-    for input_ids, attention_mask, labels in batches_of(
-        encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
-    ):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        # Prompt tuning and P-tuning prepend their virtual tokens' positions to the logits: score the input's only.
-        logits = logits[:, logits.size(1) - input_ids.size(1) : -1]
-        targets = labels[:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        total_loss += losses.item()
-        total_tokens += int((targets != IGNORE_INDEX).sum())
-    return total_loss / total_tokens if total_tokens else math.nan
+    """Mean negative log-likelihood per target token over the rows (NaN for none)."""
+    sums, counts = target_logprobs(model, tokenizer, prompt_format, rows, batch_size)
+    return float(-sums.sum() / counts.sum()) if counts.sum() else math.nan
 
 
 def evaluate_against_base(

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tunegate.errors import InputError
-from tunegate.sft_data import IGNORE_INDEX, batches_of, encode_rows, token_ids
+from tunegate.sft_data import target_logprobs, token_ids
 
 if TYPE_CHECKING:
     from tunegate.budget import TrainingPlan
@@ -66,20 +66,7 @@ def sequence_logprobs(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
 ) -> np.ndarray:
     """Summed log-probability of each row's target tokens given its prompt (teacher forcing, no truncation)."""
-    import torch
-
-    encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
-    sums: list[float] = []
-    model.eval()
-    with torch.no_grad():
-        for input_ids, attention_mask, labels in batches_of(
-            encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
-        ):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-            targets = labels[:, 1:]
-            picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            sums.extend((picked * (targets != IGNORE_INDEX)).sum(dim=1).tolist())
-    return np.array(sums, dtype=float)
+    return target_logprobs(model, tokenizer, prompt_format, rows, batch_size)[0]
 
 
 def chosen_likelier(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:

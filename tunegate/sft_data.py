@@ -87,3 +87,30 @@ def batches_of(
             torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
             torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for y in labs]),
         )
+
+
+def target_logprobs(
+    model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
+) -> tuple[Any, Any]:
+    """(summed log-probability of each row's target tokens given its prompt, its number of target tokens): teacher
+    forcing, nothing truncated. The one scorer behind evaluation's loss and the preference pairs' log-probabilities."""
+    import numpy as np
+    import torch
+
+    encoded = encode_rows(rows, tokenizer, prompt_format, max_tokens=10**9)
+    sums: list[float] = []
+    counts: list[int] = []
+    model.eval()
+    with torch.no_grad():
+        for input_ids, attention_mask, labels in batches_of(
+            encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
+        ):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            # Prompt tuning and P-tuning prepend their virtual tokens' positions to the logits: score the input's.
+            logits = logits[:, logits.size(1) - input_ids.size(1) : -1].float()
+            targets = labels[:, 1:]
+            scored = targets != IGNORE_INDEX
+            picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            sums.extend((picked * scored).sum(dim=1).tolist())
+            counts.extend(scored.sum(dim=1).tolist())
+    return np.array(sums, dtype=float), np.array(counts, dtype=int)
