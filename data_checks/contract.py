@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from data_checks.data_docs import make_site_offline
 from tunegate.fingerprint import fingerprint_value
 from tunegate.locking import host_lock
 
@@ -96,7 +97,9 @@ def run_suites(
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
         outcome = collect_outcome(result)
         if build_docs:
-            outcome.data_docs = str(gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
+            site = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site"
+            make_site_offline(site)
+            outcome.data_docs = str(site / "index.html")
         return outcome
 
 

@@ -1,5 +1,6 @@
 """Our HTML opened in a real browser: Debian's Chromium, headless, started by the test, with every host name
-unresolvable (offline), so a page that needs a CDN fails here. `.ci/run` installs Chromium when it is missing."""
+unresolvable (offline), so a page that needs a CDN fails here: the sweep report and the GX Data Docs.
+`.ci/run` installs Chromium when it is missing."""
 
 import re
 import shutil
@@ -9,6 +10,7 @@ import optuna
 import pytest
 
 from tasks.sweep import draw_study_report
+from tests.data_checks.test_data_docs import build_docs
 
 # A real browser process: `make test` runs these, `make test-fast` does not.
 pytestmark = pytest.mark.slow
@@ -68,3 +70,25 @@ def test_the_sweep_report_draws_its_three_plots_offline_with_no_console_errors(t
     # Plotly marks a div `js-plotly-plot` once it has drawn into it, with one `main-svg` layer or more.
     assert len(re.findall(r'class="plotly-graph-div js-plotly-plot"', dom)) == 3
     assert dom.count('class="main-svg"') >= 3
+
+
+def test_the_data_docs_index_and_a_validation_page_render_their_tables_offline_with_no_console_errors(tmp_path):
+    site = build_docs(tmp_path / "gx")
+    validation_page = next((site / "validations").rglob("*.html"))
+    (index_dom, index_console), (page_dom, page_console) = rendered(site / "index.html"), rendered(validation_page)
+    assert index_console == page_console == []
+    # bootstrap-table (on jQuery) wraps each table it has drawn in `bootstrap-table bootstrap4`: the index draws
+    # two (suites, validation runs) and lists the run with a link to its page; the validation page draws GX's
+    # overview tables and one per column canonical_rows checks (6): 11.
+    assert index_dom.count('class="bootstrap-table bootstrap4"') == 2
+    assert validation_page.name in index_dom
+    assert page_dom.count('class="bootstrap-table bootstrap4"') == 11
+
+
+def test_a_data_docs_page_without_its_vendored_scripts_is_caught(tmp_path):
+    site = build_docs(tmp_path / "gx")
+    broken = site / "index-broken.html"
+    broken.write_text((site / "index.html").read_text().replace("static/vendor/", "static/missing/"))
+    dom, console = rendered(broken)
+    assert any("$ is not defined" in line for line in console)
+    assert 'class="bootstrap-table bootstrap4"' not in dom
