@@ -24,11 +24,11 @@ def strings_and_keys(node):
         yield node
 
 
-def test_two_deployments_share_one_process_work_pool():
-    assert sorted(DEPLOYMENTS) == ["nightly", "on-demand"]
+def test_three_deployments_share_one_process_work_pool():
+    assert sorted(DEPLOYMENTS) == ["dpo", "nightly", "on-demand"]
     pools = {d["work_pool"]["name"] for d in DEPLOYMENTS.values()}
     assert pools == {"tunegate-local"}
-    assert "schedules" not in DEPLOYMENTS["on-demand"]
+    assert "schedules" not in DEPLOYMENTS["on-demand"] and "schedules" not in DEPLOYMENTS["dpo"]
 
 
 def test_entrypoints_are_the_flows():
@@ -37,13 +37,15 @@ def test_entrypoints_are_the_flows():
         path, attribute = deployment["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         names[deployment["name"]] = getattr(module, attribute).name
-    assert names == {"on-demand": "finetune", "nightly": "retrain"}
+    assert names == {"on-demand": "finetune", "nightly": "retrain", "dpo": "finetune"}
 
 
-def test_parameters_are_the_demo_config():
+def test_parameters_are_the_demo_configs():
     demo = load_config(REPO / "deployments" / "demo.yaml")
-    for deployment in DEPLOYMENTS.values():
-        assert PipelineConfig.model_validate(deployment["parameters"]["config"]) == demo
+    for name in ("on-demand", "nightly"):
+        assert PipelineConfig.model_validate(DEPLOYMENTS[name]["parameters"]["config"]) == demo
+    demo_dpo = load_config(REPO / "deployments" / "demo_dpo.yaml")
+    assert PipelineConfig.model_validate(DEPLOYMENTS["dpo"]["parameters"]["config"]) == demo_dpo
 
 
 def test_nightly_retraining_has_a_cron_schedule_with_a_timezone():
