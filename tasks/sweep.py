@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from tunegate.budget import TrainingPlan
 from tunegate.caching import bound_to_home, stage_cache_policy
+from tunegate.code_version import code_fingerprint
 from tunegate.config import ModelConfig, PipelineConfig, SweepConfig, TrainConfig
 from tunegate.errors import ServiceUnavailable, one_line
 from tunegate.fingerprint import combine, fingerprint_file, fingerprint_value
@@ -75,10 +76,18 @@ class TrialResult(BaseModel):
 
 
 def study_name(
-    pipeline_name: str, data_fingerprint: str, model: ModelConfig, train: TrainConfig, sweep: SweepConfig, plan: Any
+    pipeline_name: str,
+    data_fingerprint: str,
+    model: ModelConfig,
+    train: TrainConfig,
+    sweep: SweepConfig,
+    plan: Any,
+    trial_code: str,
 ) -> str:
-    """Same data and same search → same study (a rerun continues it); n_trials, the runner and the time budget do
-    not count."""
+    """Same data, same search and same trial code → same study (a rerun continues it); n_trials, the runner and
+    the time budget do not count. `trial_code` is the code fingerprint of the trials (this module's closure):
+    without it a changed trainer left the old study's finished trials, and the adapter the old code trained,
+    standing for the new code (the DPO tokenization fix only took effect once the study was deleted)."""
     search = sweep.model_dump(
         include={
             "lora_ranks",
@@ -96,7 +105,8 @@ def study_name(
     search["learning_rate_min"], search["learning_rate_max"] = sweep.learning_rate_range(train.method, train.objective)
     # Searched params and the refit's process layout do not name the study (trials train in one process).
     recipe = train.model_dump(exclude={"lora_r", "num_virtual_tokens", "learning_rate", "processes", "sharding"})
-    return f"{pipeline_name}-{combine(data_fingerprint, fingerprint_value([search, recipe, model, plan]))[:12]}"
+    key = combine(data_fingerprint, trial_code, fingerprint_value([search, recipe, model, plan]))
+    return f"{pipeline_name}-{key[:12]}"
 
 
 def storage_url(sweep: SweepConfig, home: Path) -> str:
@@ -105,7 +115,8 @@ def storage_url(sweep: SweepConfig, home: Path) -> str:
 
 def study_for(config: PipelineConfig, data_fingerprint: str, plan: TrainingPlan) -> StudyRef:
     """The pipeline's study for these data and this search, in the configured storage."""
-    name = study_name(config.name, data_fingerprint, config.model, config.train, config.sweep, plan)
+    search = (config.model, config.train, config.sweep, plan)
+    name = study_name(config.name, data_fingerprint, *search, trial_code=code_fingerprint(__file__))
     return StudyRef(name=name, storage=storage_url(config.sweep, config.home_path()), sweep=config.sweep)
 
 

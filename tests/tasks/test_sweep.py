@@ -3,6 +3,7 @@ import json
 import optuna
 import pytest
 
+import tasks.sweep as sweep_module
 from tasks.sweep import (
     RESULT_ATTR,
     best_complete_trial,
@@ -11,20 +12,22 @@ from tasks.sweep import (
     search_space,
     storage_url,
     study_direction,
+    study_for,
     study_name,
 )
 from tunegate.budget import fixed_plan
-from tunegate.config import ModelConfig, SweepConfig, TrainConfig
+from tunegate.code_version import code_fingerprint
+from tunegate.config import ModelConfig, PipelineConfig, SweepConfig, TrainConfig
 
 PLAN = fixed_plan(90, [10, 30, 90])
 ACCURACY_PLAN = fixed_plan(90, [10, 30, 90], labels=["a", "b"], objective="task_metric")
 
 
-def name(sweep=None, train=None, data="fp1", plan=PLAN) -> str:
-    return study_name("demo", data, ModelConfig(), train or TrainConfig(), sweep or SweepConfig(), plan)
+def name(sweep=None, train=None, data="fp1", plan=PLAN, code="c1") -> str:
+    return study_name("demo", data, ModelConfig(), train or TrainConfig(), sweep or SweepConfig(), plan, code)
 
 
-def test_study_name_follows_data_search_and_plan_not_trial_count_runner_or_time():
+def test_study_name_follows_data_search_plan_and_trial_code_not_trial_count_runner_or_time():
     base = name()
     assert base.startswith("demo-") and len(base) == len("demo-") + 12
     assert name(SweepConfig(n_trials=50, parallel_trials=4, timeout_minutes=5)) == base
@@ -37,6 +40,15 @@ def test_study_name_follows_data_search_and_plan_not_trial_count_runner_or_time(
     # Another budget or objective judges trials differently.
     assert name(train=TrainConfig(epochs=3)) != base
     assert name(plan=ACCURACY_PLAN) != base
+    # Changed trial code trains differently: its trials are not the old code's.
+    assert name(code="c2") != base
+
+
+def test_the_pipelines_study_is_named_by_the_sweep_modules_code(tmp_path):
+    config = PipelineConfig(name="demo", home=str(tmp_path), data={"sources": [{"path": "x.jsonl"}]})
+    code = code_fingerprint(sweep_module.__file__)
+    expected = study_name("demo", "fp1", config.model, config.train, config.sweep, PLAN, code)
+    assert study_for(config, "fp1", PLAN).name == expected
 
 
 def test_accuracy_is_maximised_and_val_loss_minimised(tmp_path):
