@@ -115,8 +115,8 @@ def storage_url(sweep: SweepConfig, home: Path) -> str:
 
 def study_for(config: PipelineConfig, data_fingerprint: str, plan: TrainingPlan) -> StudyRef:
     """The pipeline's study for these data and this search, in the configured storage."""
-    search = (config.model, config.train, config.sweep, plan)
-    name = study_name(config.name, data_fingerprint, *search, trial_code=code_fingerprint(__file__))
+    trial_code = code_fingerprint(__file__)
+    name = study_name(config.name, data_fingerprint, config.model, config.train, config.sweep, plan, trial_code)
     return StudyRef(name=name, storage=storage_url(config.sweep, config.home_path()), sweep=config.sweep)
 
 
