@@ -154,7 +154,9 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
     assert "sweep/sweep_report.html" in [a.path for a in client.list_artifacts(parent.info.run_id, "sweep")]
 
 
-def test_a_failed_run_ends_its_mlflow_runs_as_failed(tiny_config):
+# Tests that run pipelines of their own in tiny_config's home ask for tiny_runs first: its first run must be the
+# home's first registration whatever order the tests run in (pytest-xdist may start a module at any test).
+def test_a_failed_run_ends_its_mlflow_runs_as_failed(tiny_runs, tiny_config):
     broken = tiny_config.model_copy(
         update={"train": tiny_config.train.model_copy(update={"target_modules": ["no_such_module"]})}
     )
@@ -314,7 +316,7 @@ def test_sweep_and_training_progress_artifacts_end_at_100_percent(tiny_runs):
     )
 
 
-def test_refit_retrains_the_chosen_params_as_final_training(tiny_config):
+def test_refit_retrains_the_chosen_params_as_final_training(tiny_runs, tiny_config):
     refit = tiny_config.model_copy(
         update={"sweep": tiny_config.sweep.model_copy(update={"final": "refit", "n_trials": 1})}
     )
