@@ -27,11 +27,11 @@ CDN_COPIES: dict[str, str] = {
     "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": (
         "bootstrap-table-1.19.1/bootstrap-table.min.css"
     ),
-    # GX asks for the filter-control extension's styles from 1.19.0 (minified on the index, plain on pages): 1.19.1's
-    # minified stylesheet has the same two rules.
     "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js": (
         "bootstrap-table-1.19.1/bootstrap-table-filter-control.min.js"
     ),
+    # GX asks for the filter-control extension's styles from 1.19.0 (minified on the index, plain on pages): 1.19.1's
+    # minified stylesheet has the same two rules.
     "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css": (
         "bootstrap-table-1.19.1/bootstrap-table-filter-control.min.css"
     ),
@@ -67,7 +67,7 @@ def make_site_offline(site: Path) -> list[Path]:
 
     Idempotent (a rewritten page has nothing left to replace); returns the files it changed.
     """
-    shutil.copytree(VENDOR_DIR, site / "static" / "vendor", dirs_exist_ok=True)
+    copy_missing(VENDOR_DIR, site / "static" / "vendor")
     changed = []
     for path in sorted([*site.rglob("*.html"), *(site / "static" / "styles").glob("*.css")]):
         text = path.read_text(encoding="utf-8")
@@ -84,3 +84,13 @@ def offline_text(text: str, site_root: Path) -> str:
         text = text.replace(f'"{address}"', f'"{(site_root / "static" / "vendor" / copy).as_posix()}"')
     text = S3_IMAGE.sub((site_root / "static" / "images" / "logo-long.png").as_posix(), text)
     return INTEGRITY.sub("", text)
+
+
+def copy_missing(source: Path, target: Path) -> None:
+    """Copy each file of `source` whose copy under `target` is missing or of another size: a site's later builds
+    copy nothing (the 2.7 MB went again on every validation before)."""
+    for path in source.rglob("*"):
+        copy = target / path.relative_to(source)
+        if path.is_file() and not (copy.is_file() and copy.stat().st_size == path.stat().st_size):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
