@@ -26,7 +26,8 @@ EVAL_CHANGE = "eval.max_rows=200"
 
 def pipeline_run(home: Path, label: str, *overrides: str) -> dict:
     summary_path = home.parent / f"{label}-summary.json"
-    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo.yaml", "--set", f"home={home}"]
+    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo_tiny.yaml"]
+    command += ["--set", f"home={home}"]
     command += ["--summary-out", str(summary_path)]
     for override in overrides:
         command += ["--set", override]

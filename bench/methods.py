@@ -36,7 +36,7 @@ def run_method(method: str, home: Path) -> dict[str, Any]:
     summary_path = home / "summary.json"
     default_range = [] if method == "lora" else ["sweep.learning_rate_min=null", "sweep.learning_rate_max=null"]
     overrides = [f"home={home}", f"train.method={method}", "export.merged=false", "export.int8=false", *default_range]
-    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo.yaml"]
+    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo_tiny.yaml"]
     command += [part for override in overrides for part in ("--set", override)]
     seconds, _ = run_timed([*command, "--summary-out", str(summary_path)])
     summary = json.loads(summary_path.read_text())

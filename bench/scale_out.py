@@ -33,7 +33,7 @@ SWEEP += ["train.health.min_loss_drop=0.0", "train.health.max_grad_spikes=1000"]
 def demo_config(home: Path, *overrides: str):
     from tunegate.config import load_config
 
-    return load_config(REPO / "deployments" / "demo.yaml", [f"home={home}", *overrides])
+    return load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={home}", *overrides])
 
 
 def sweep_row(workdir: Path, workers: int) -> dict:

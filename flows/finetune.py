@@ -22,7 +22,7 @@ from tasks.sweep import run_sweep, study_for
 from tasks.train import train_candidate
 from tunegate.cli import run_cli
 from tunegate.config import PipelineConfig
-from tunegate.finetuned import FinetuneResult
+from tunegate.finetuned import BaseDescription, FinetuneResult
 from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report
 from tunegate.runners import flow_with_task_runner
 from tunegate.stages import StageLog
@@ -42,6 +42,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     data = prepare_data(config)
     stages = StageLog(str(config.home_path()), timings=dict(data.timings), cache_hits=list(data.cache_hits))
     tracking = open_pipeline_run(config, str(flow_run.id), str(flow_run.name), data.data_fingerprint)
+    configured_base = config.model.base
     config = config.with_model(resolve_base_model(model=config.model, tracking_uri=tracking.uri, home=stages.home))
     trials = TrainingJob.for_trials(config, data.split)
     study = study_for(config, data.data_fingerprint, trials.plan)
@@ -66,6 +67,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     )
     exports = stages.run("register_exports", register_exports, builds=builds, registered=registered, tracking=tracking)
     result = FinetuneResult(
+        base=BaseDescription.of(configured_base, config.model.base),
         data=data,
         sweep=sweep,
         trained=trained,

@@ -1,4 +1,10 @@
-"""Base model: a registered version as the base of a new run (DPO after SFT: `model.base: models:/<name>@champion`).
+"""Base model: what `model.base` names, as a directory every stage can load.
+
+- A catalogue name (`smollm2-135m-instruct`, see `tunegate base list`): the checkpoint `tunegate base get` wrote in
+  the bases cache (a run never downloads; it fails in one line naming that command when the base is not fetched).
+- A `.gguf` file: converted once into `home/bases/gguf-<stem>-<sha256>/`, verified against the GGUF load.
+- A registered version (DPO after SFT: `model.base: models:/<name>@champion`): see below.
+- Anything else (a local directory, a Hub id) is used as it is.
 
 The version the alias names now is resolved once per run and its weights written whole (an adapter merged into
 its own base with `merge_and_unload`) as safetensors, with its tokenizer and prompt format, under
@@ -27,7 +33,12 @@ FINGERPRINT_SUFFIX = ".fingerprint"  # beside the directory: the sha256 of its f
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_input_error)
 def resolve_base_model(model: ModelConfig, tracking_uri: str, home: str) -> ModelConfig:
     """`model` unchanged for a path or Hub id; for `models:/<name>@<alias>` or `models:/<name>/<version>`, with
-    `base` set to that version's whole weights under home/bases/ (written if missing or changed)."""
+    `base` set to that version's whole weights under home/bases/ (written if missing or changed); for a catalogue
+    name or a `.gguf` file, with `base` set to its converted checkpoint."""
+    converted = converted_base(model.base, Path(home))
+    if converted is not None:
+        get_run_logger().info("model.base %s is the checkpoint %s", model.base, converted)
+        return model.model_copy(update={"base": str(converted)})
     if not model.base.startswith(REGISTERED_PREFIX):
         return model
     from tunegate.tracking import mlflow_client
@@ -42,6 +53,18 @@ def resolve_base_model(model: ModelConfig, tracking_uri: str, home: str) -> Mode
         write_text_atomic(recorded, AdapterRef.of(target, "full").fingerprint + "\n")
     get_run_logger().info("model.base %s is version %s of %s: %s", model.base, version.version, version.name, target)
     return model.model_copy(update={"base": str(target)})
+
+
+def converted_base(base: str, home: Path) -> Path | None:
+    """The checkpoint directory of a catalogue base or a `.gguf` file; None for anything else."""
+    from tunegate.base_catalogue import catalogue_base
+    from tunegate.gguf_checkpoint import converted_gguf, fetched_base
+
+    if catalogue_base(base) is not None and not Path(base).exists():
+        return fetched_base(base)
+    if base.lower().endswith(".gguf"):
+        return converted_gguf(Path(base), home)
+    return None
 
 
 def registered_version(client: Any, uri: str) -> Any:

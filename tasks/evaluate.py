@@ -2,9 +2,12 @@
 
 For each model: mean loss and perplexity on target tokens, and greedy generations (batched, left-padded)
 scored by the task metric (`tunegate.scoring`): accuracy (plus macro-F1 and F1 per label) on labelled rows when
-the task has labels, ROUGE-L (plus exact match) on free-text rows. The delta of the task metric comes with a
-paired bootstrap 95% interval over rows, and a few side-by-side examples. The per-row scores of both models are
-written next to the rows, so the registry gate can compare a candidate with the champion row by row.
+the task has labels, ROUGE-L (plus exact match) on free-text rows. Labelled rows are also scored by label
+likelihood (`tunegate.label_likelihood`: the likeliest label after the prompt), reported as `likelihood_accuracy`
+and `likelihood_macro_f1`; `task.label_scoring` says which of the two the delta and the gate use. The delta of
+the task metric comes with a paired bootstrap 95% interval over rows, and a few side-by-side examples. The
+per-row scores of both models are written next to the rows, so the registry gate can compare a candidate with
+the champion row by row.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from prefect import task
 from tunegate.caching import stage_cache_policy
 from tunegate.config import EvaluationSettings
 from tunegate.fingerprint import fingerprint_value
+from tunegate.label_likelihood import label_choices, label_logprobs, label_token_counts
 from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
 from tunegate.preference import REFERENCE_COLUMNS, preference_result, reply_logprobs
 from tunegate.prompting import PromptFormat
@@ -48,24 +52,32 @@ def per_row_scores(rows: pd.DataFrame, generations: list[str], labels: list[str]
 
 
 def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[str] | None) -> dict[str, float]:
-    """The task metric, its companion (macro-F1 or exact match), loss and perplexity for one model."""
+    """The task metric, its companion (macro-F1 or exact match), loss and perplexity for one model; for labelled
+    tasks also the label-likelihood accuracy and macro-F1 when they were scored."""
     name, scores = per_row_scores(rows, predictions.generations, labels)
     metrics = {name: mean_or_nan(scores), "loss": predictions.loss, "perplexity": safe_exp(predictions.loss)}
-    if not len(rows):
-        return {**metrics, ("macro_f1" if labels else "exact_match"): math.nan}
-    predicted = [normalize_answer(g) for g in predictions.generations]
-    expected = [normalize_answer(c) for c in rows["completion"]]
-    if labels:
-        from sklearn.metrics import f1_score
-
-        metrics["macro_f1"] = float(
-            f1_score(
-                expected, predicted, labels=[normalize_answer(x) for x in labels], average="macro", zero_division=0
-            )
-        )
-    else:
-        metrics["exact_match"] = float(np.mean([p == e for p, e in zip(predicted, expected, strict=True)]))
+    if not labels:
+        predicted = [normalize_answer(g) for g in predictions.generations]
+        expected = [normalize_answer(c) for c in rows["completion"]]
+        matches = [p == e for p, e in zip(predicted, expected, strict=True)]
+        return {**metrics, "exact_match": float(np.mean(matches)) if matches else math.nan}
+    metrics["macro_f1"] = macro_f1(rows, predictions.generations, labels)
+    if predictions.label_choices is not None:
+        metrics["likelihood_accuracy"] = mean_or_nan(scores_for_metric("accuracy", rows, predictions.label_choices))
+        metrics["likelihood_macro_f1"] = macro_f1(rows, predictions.label_choices, labels)
     return metrics
+
+
+def macro_f1(rows: pd.DataFrame, answers: list[str], labels: list[str]) -> float:
+    """Macro-F1 of the answers over the label set (NaN for no rows)."""
+    if not len(rows):
+        return math.nan
+    from sklearn.metrics import f1_score
+
+    predicted = [normalize_answer(g) for g in answers]
+    expected = [normalize_answer(c) for c in rows["completion"]]
+    names = [normalize_answer(x) for x in labels]
+    return float(f1_score(expected, predicted, labels=names, average="macro", zero_division=0))
 
 
 def safe_exp(loss: float) -> float:
@@ -87,11 +99,18 @@ def f1_per_label(rows: pd.DataFrame, generations: list[str], labels: list[str]) 
 
 
 def compare_models(
-    rows: pd.DataFrame, base: Predictions, tuned: Predictions, labels: list[str] | None, seed: int = 0
+    rows: pd.DataFrame,
+    base: Predictions,
+    tuned: Predictions,
+    labels: list[str] | None,
+    seed: int = 0,
+    label_scoring: str = "generation",
 ) -> EvalResult:
-    """Metrics of both models, the delta of the task metric with its bootstrap interval, examples."""
-    name, base_scores = per_row_scores(rows, base.generations, labels)
-    _, tuned_scores = per_row_scores(rows, tuned.generations, labels)
+    """Metrics of both models, the delta of the task metric (on the answers `label_scoring` names) with its
+    bootstrap interval, examples."""
+    scoring = label_scoring if labels else "generation"
+    name, base_scores = per_row_scores(rows, base.answers(scoring), labels)
+    _, tuned_scores = per_row_scores(rows, tuned.answers(scoring), labels)
     examples = [
         {"prompt": str(row["prompt"])[:300], "expected": str(row["completion"]), "base": b, "finetuned": t}
         for row, b, t in zip(
@@ -101,12 +120,13 @@ def compare_models(
     return EvalResult(
         task_metric=name,
         rows=len(rows),
+        label_scoring=scoring,
         base=summary_metrics(rows, base, labels),
         finetuned=summary_metrics(rows, tuned, labels),
         delta=mean_or_nan(tuned_scores - base_scores),
         delta_ci95=paired_bootstrap_ci(base_scores, tuned_scores, seed),
         examples=examples,
-        per_label_f1=f1_per_label(rows, tuned.generations, labels) if labels else {},
+        per_label_f1=f1_per_label(rows, tuned.answers(scoring), labels) if labels else {},
         base_scores=base_scores.tolist(),
         finetuned_scores=tuned_scores.tolist(),
         exact_scores=None if labels else exact_match_scores(rows, base, tuned),
@@ -122,12 +142,28 @@ def exact_match_scores(rows: pd.DataFrame, base: Predictions, tuned: Predictions
 
 
 def predict(
-    model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, max_new_tokens: int, batch_size: int
+    model: Any,
+    tokenizer: Any,
+    prompt_format: PromptFormat,
+    rows: pd.DataFrame,
+    labels: list[str] | None,
+    batch_size: int,
 ) -> Predictions:
-    """Mean target-token loss (teacher forcing) and greedy generations for every row."""
-    loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
+    """Mean target-token loss (teacher forcing), greedy generations and, for labelled tasks, the likeliest label,
+    for every row."""
     prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
-    return Predictions(loss=loss, generations=generate(model, tokenizer, prompts, max_new_tokens, batch_size))
+    generations = generate(model, tokenizer, prompts, new_token_budget(tokenizer, labels), batch_size)
+    if not labels or not set(rows["completion"]) <= set(labels):
+        loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
+        choices = label_choices(model, tokenizer, prompt_format, rows, labels, batch_size) if labels else None
+        return Predictions(loss=loss, generations=generations, label_choices=choices)
+    # Every row's target is one of the labels, so the label scores hold its loss too: one pass instead of two.
+    scores = label_logprobs(model, tokenizer, prompt_format, rows, labels, batch_size)
+    counts = label_token_counts(tokenizer, prompt_format, labels)
+    expected = [labels.index(completion) for completion in rows["completion"]]
+    nll = -sum(scores[row, label] for row, label in enumerate(expected))
+    loss = float(nll / sum(counts[label] for label in expected)) if expected else math.nan
+    return Predictions(loss=loss, generations=generations, label_choices=[labels[i] for i in scores.argmax(axis=1)])
 
 
 def target_token_loss(
@@ -147,14 +183,14 @@ def evaluate_against_base(
     batch_size: int = 16,
     seed: int = 0,
     base_model: Any | None = None,
+    label_scoring: str = "generation",
 ) -> EvalResult:
     """Base and fine-tuned predictions on the same rows, compared. The base is `base_model` when given
     (full fine-tuning), else the tuned PEFT model with its adapters disabled."""
-    max_new_tokens = new_token_budget(tokenizer, labels)
     with base_view(tuned_model, base_model) as base_weights:
-        base = predict(base_weights, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
-    tuned = predict(tuned_model, tokenizer, prompt_format, rows, max_new_tokens, batch_size)
-    return compare_models(rows, base, tuned, labels, seed)
+        base = predict(base_weights, tokenizer, prompt_format, rows, labels, batch_size)
+    tuned = predict(tuned_model, tokenizer, prompt_format, rows, labels, batch_size)
+    return compare_models(rows, base, tuned, labels, seed, label_scoring)
 
 
 @contextmanager
@@ -211,6 +247,7 @@ def evaluate_final_model(adapter: AdapterRef, test: TableRef, settings: Evaluati
         evaluation.batch_size,
         seed=evaluation.seed,
         base_model=separate_base,
+        label_scoring=task_config.label_scoring,
     )
     reference_logprobs: dict[str, Any] = {}
     if settings.dpo_beta is not None:  # DPO: judged on the preference pairs against its reference, the base

@@ -56,6 +56,9 @@ class TrainingPlan(BaseModel):
     metric: str = Field(description="The objective's metric name: accuracy, rouge_l or val_loss.")
     objective_rows: int = Field(description="Validation rows the task metric is measured on.")
     labels: list[str] | None = Field(description="The task's label set (task metric: accuracy), or None.")
+    label_scoring: Literal["generation", "likelihood"] = Field(
+        default="generation", description="Labelled tasks: accuracy of greedy answers, or of the likeliest label."
+    )
     keep_best_checkpoint: bool = Field(default=True, description="False: the last checkpoint is the result.")
 
     @property
@@ -95,6 +98,7 @@ def _plan(config: PipelineConfig, budget: int, keep_best_checkpoint: bool) -> Tr
         metric=task_metric_name(config.task.labels) if objective == "task_metric" else "val_loss",
         objective_rows=config.sweep.objective_rows,
         labels=config.task.labels,
+        label_scoring=config.task.label_scoring,
         keep_best_checkpoint=keep_best_checkpoint,
     )
 

@@ -31,9 +31,44 @@ class TaskMetricTrainer(Trainer):
     `on_evaluate` (the pruner listens there), the best-checkpoint choice (`metric_for_best_model`) and early
     stopping all see it."""
 
-    def __init__(self, *args: Any, objective_rows: Any = None, metric: str = "", labels: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        objective_rows: Any = None,
+        prompt_format: Any = None,
+        metric: str = "",
+        labels: Any = None,
+        label_scoring: str = "generation",
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.objective_rows, self.metric, self.labels = objective_rows, metric, labels
+        self.label_scoring = label_scoring
+        self.prompt_format = prompt_format
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        """The causal-LM loss with the output layer run only at target positions (`sft_data.next_token_targets`):
+        the same value as the model's own loss (sum over target tokens / `num_items_in_batch`, else the mean), at a
+        fraction of the memory and output-layer FLOPs. Models that cannot take the mask use the Trainer's loss."""
+        import torch
+
+        from tunegate.sft_data import IGNORE_INDEX, next_token_targets, takes_target_mask
+
+        if "labels" not in inputs or not takes_target_mask(self.accelerator.unwrap_model(model)):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mask, targets = next_token_targets(inputs["labels"])
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=mask)
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        # As the model's own loss: a sum over the accumulated batch's target tokens where the Trainer counts them
+        # (it then leaves gradient accumulation alone), else this batch's mean (the Trainer divides by the steps).
+        counted = num_items_in_batch is not None and self.model_accepts_loss_kwargs
+        divisor = num_items_in_batch if counted else max(len(targets), 1)
+        loss = loss / (divisor.to(loss.device) if torch.is_tensor(divisor) else divisor)
+        return (loss, outputs) if return_outputs else loss
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
         output = super().evaluation_loop(*args, **kwargs)
@@ -55,17 +90,22 @@ class TaskMetricTrainer(Trainer):
         return float(output.metrics["initial_loss"])
 
     def task_metric(self) -> float:
-        from tunegate.prompting import PromptFormat
-
-        prompt_format = PromptFormat.from_tokenizer(self.processing_class)
-        prompts = [prompt_format.format_row(row).prompt for row in self.objective_rows.to_dict("records")]
         self.model.eval()
+        batch_size = self.args.per_device_eval_batch_size
+        if self.labels and self.label_scoring == "likelihood":
+            from tunegate.label_likelihood import label_choices
+
+            choices = label_choices(
+                self.model, self.processing_class, self.prompt_format, self.objective_rows, self.labels, batch_size
+            )
+            return mean_or_nan(scores_for_metric(self.metric, self.objective_rows, choices))
+        prompts = [self.prompt_format.format_row(row).prompt for row in self.objective_rows.to_dict("records")]
         generations = generate(
             self.model,
             self.processing_class,
             prompts,
             new_token_budget(self.processing_class, self.labels),
-            self.args.per_device_eval_batch_size,
+            batch_size,
         )
         return mean_or_nan(scores_for_metric(self.metric, self.objective_rows, generations))
 

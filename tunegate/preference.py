@@ -224,7 +224,7 @@ def run_dpo_training(
     )
 
     tokenizer = load_tokenizer_for_training(model_config)
-    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer, model_config.system_prompt)
     train_pairs, train_over, train_longest = dpo_dataset(
         preference_pairs(train_rows, "train"), tokenizer, prompt_format, model_config.max_tokens
     )
@@ -268,7 +268,7 @@ def run_dpo_training(
     )
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
         run.health.initial_val_loss = initial_val_loss(trainer)
-    return run.trained(trainer, train_over + val_over)
+    return run.trained(trainer, prompt_format, train_over + val_over)
 
 
 def initial_val_loss(trainer: Any) -> float:

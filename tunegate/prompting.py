@@ -12,6 +12,11 @@ to the final assistant turn, with the generation prompt; otherwise the documente
 
 `text` rows have an empty prompt: all of their text is target.
 
+`system_prompt` (model.system_prompt) is the system message of every conversation that has none, the same in
+training, evaluation and serving: None leaves the template's own default (SmolLM2's injects a 17-token
+"You are a helpful AI assistant named SmolLM..." into every row), "" an empty system turn. With the plain
+template a non-empty system prompt is its first paragraph.
+
     >>> plain = PromptFormat(chat_template=None, eos_token="</s>")
     >>> plain.format_row({"shape": "prompt_completion", "prompt": "Where is my parcel?", "completion": "shipping"})
     PromptPair(prompt='### Instruction:\\nWhere is my parcel?\\n\\n### Response:\\n', target='shipping</s>')
@@ -42,10 +47,15 @@ class PromptFormat:
 
     chat_template: str | None
     eos_token: str
+    system_prompt: str | None = None
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> PromptFormat:
-        return cls(chat_template=getattr(tokenizer, "chat_template", None) or None, eos_token=tokenizer.eos_token or "")
+    def from_tokenizer(cls, tokenizer: Any, system_prompt: str | None = None) -> PromptFormat:
+        return cls(
+            chat_template=getattr(tokenizer, "chat_template", None) or None,
+            eos_token=tokenizer.eos_token or "",
+            system_prompt=system_prompt,
+        )
 
     def format_row(self, row: dict[str, Any]) -> PromptPair:
         """Prompt and target of one canonical row (keys: shape, prompt, completion, optional messages)."""
@@ -53,8 +63,17 @@ class PromptFormat:
         if row["shape"] == "text":
             return PromptPair(prompt="", target=target)
         if self.chat_template is None:
-            return PromptPair(prompt=PLAIN_PROMPT_TEMPLATE.format(prompt=row["prompt"]), target=target)
-        return PromptPair(prompt=self.render_chat(conversation_before_answer(row)), target=target)
+            system = f"{self.system_prompt}\n\n" if self.system_prompt else ""
+            return PromptPair(prompt=system + PLAIN_PROMPT_TEMPLATE.format(prompt=row["prompt"]), target=target)
+        return PromptPair(
+            prompt=self.render_chat(self.with_system_prompt(conversation_before_answer(row))), target=target
+        )
+
+    def with_system_prompt(self, turns: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The configured system message first, unless there is none configured or the conversation has its own."""
+        if self.system_prompt is None or (turns and turns[0]["role"] == "system"):
+            return turns
+        return [{"role": "system", "content": self.system_prompt}, *turns]
 
     def format_prompt(self, prompt: str) -> str:
         """The prompt for a bare user message (inference on new text)."""

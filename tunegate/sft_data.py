@@ -5,6 +5,11 @@ Prompt and target are tokenized separately and concatenated, so the boundary is 
 label -100 (ignored by the loss). Rows longer than `max_tokens` are left out and counted, so the report
 can say how many; they are never cut.
 
+The output layer runs only where the loss is (`target_logits`): a real base's vocabulary makes full logits the
+biggest tensor of a step (SmolLM2: 16 rows x 384 tokens x 49,152 x 4 bytes = 1.2 GB per copy, and the loss, its
+gradient and the softmax each make one; its output layer is 21% of the model's linear FLOPs, Gemma 3's 63%).
+transformers' `logits_to_keep` takes a boolean (batch, sequence) mask and projects only those positions.
+
 Padding is dynamic (to the longest sequence of a batch, `DataCollatorForSeq2Seq`) and batches are grouped
 by length (`length` column, the Trainer's `group_by_length`), so almost no compute goes to padding.
 """
@@ -89,6 +94,51 @@ def batches_of(
         )
 
 
+def next_token_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask of the positions whose next token carries loss, those next tokens in row-major order).
+
+    >>> import torch
+    >>> mask, targets = next_token_targets(torch.tensor([[-100, -100, 7, 8], [-100, 5, 6, -100]]))
+    >>> mask.tolist(), targets.tolist()
+    ([[False, True, True, False], [True, True, False, False]], [7, 8, 5, 6])
+    """
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return mask, labels[:, 1:][mask[:, :-1]]
+
+
+def takes_target_mask(model: Any) -> bool:
+    """The model projects only masked positions when given `logits_to_keep` as a boolean mask: transformers 5 causal
+    LMs do; PEFT's virtual-token methods prepend positions to the sequence, so a mask of the input's length misses."""
+    import inspect
+
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config and any(getattr(c, "is_prompt_learning", False) for c in peft_config.values()):
+        return False
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def target_token_logprobs(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probability of each target token, the row it belongs to), with the output layer run only at target
+    positions where the model allows it."""
+    import torch
+
+    mask, targets = next_token_targets(labels)
+    if takes_target_mask(model):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=mask).logits
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        # Prompt tuning and P-tuning prepend their virtual tokens' positions to the logits: score the input's.
+        logits = logits[:, logits.size(1) - input_ids.size(1) :][mask]
+    picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked, mask.nonzero()[:, 0]
+
+
 def target_logprobs(
     model: Any, tokenizer: Any, prompt_format: PromptFormat, rows: pd.DataFrame, batch_size: int
 ) -> tuple[Any, Any]:
@@ -105,12 +155,7 @@ def target_logprobs(
         for input_ids, attention_mask, labels in batches_of(
             encoded.input_ids, encoded.labels, batch_size, tokenizer.pad_token_id
         ):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            # Prompt tuning and P-tuning prepend their virtual tokens' positions to the logits: score the input's.
-            logits = logits[:, logits.size(1) - input_ids.size(1) : -1].float()
-            targets = labels[:, 1:]
-            scored = targets != IGNORE_INDEX
-            picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            sums.extend((picked * scored).sum(dim=1).tolist())
-            counts.extend(scored.sum(dim=1).tolist())
+            picked, rows_of = target_token_logprobs(model, input_ids, attention_mask, labels)
+            sums.extend(torch.zeros(len(input_ids), dtype=picked.dtype).index_add_(0, rows_of, picked).tolist())
+            counts.extend(torch.bincount(rows_of, minlength=len(input_ids)).tolist())
     return np.array(sums, dtype=float), np.array(counts, dtype=int)

@@ -75,6 +75,14 @@ class Predictions(BaseModel):
 
     loss: float
     generations: list[str]
+    # Labelled tasks: the label each row's prompt makes likeliest (`tunegate.label_likelihood`); None otherwise.
+    label_choices: list[str] | None = None
+
+    def answers(self, label_scoring: str) -> list[str]:
+        """What the task metric scores: the greedy generations, or the likeliest labels when scoring by likelihood."""
+        return (
+            self.label_choices if label_scoring == "likelihood" and self.label_choices is not None else self.generations
+        )
 
 
 class EvalResult(BaseModel):
@@ -82,6 +90,9 @@ class EvalResult(BaseModel):
 
     task_metric: str
     rows: int
+    # Labelled tasks: generation (greedy answers) or likelihood (the likeliest label) is what task_metric, delta and
+    # the gate score; the other is reported beside it (`likelihood_accuracy` / `accuracy` in base and finetuned).
+    label_scoring: str = "generation"
     base: dict[str, float]
     finetuned: dict[str, float]
     delta: float

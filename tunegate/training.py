@@ -144,7 +144,7 @@ def run_training(
     from tunegate.callbacks import TaskMetricTrainer
 
     tokenizer = load_tokenizer_for_training(model_config)
-    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer, model_config.system_prompt)
     train_encoded = encode_rows(train_rows, tokenizer, prompt_format, model_config.max_tokens)
     val_encoded = encode_rows(
         val_rows.head(train_config.max_eval_rows), tokenizer, prompt_format, model_config.max_tokens
@@ -165,12 +165,14 @@ def run_training(
         processing_class=tokenizer,
         callbacks=run.callbacks(callbacks),
         objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
+        prompt_format=prompt_format,
         metric=plan.metric,
         labels=plan.labels,
+        label_scoring=plan.label_scoring,
     )
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
         run.health.initial_val_loss = trainer.initial_val_loss()
-    return run.trained(trainer, train_encoded.overlength_rows + val_encoded.overlength_rows)
+    return run.trained(trainer, prompt_format, train_encoded.overlength_rows + val_encoded.overlength_rows)
 
 
 def sft_collator(tokenizer: Any, packing: bool) -> Any:
@@ -246,16 +248,14 @@ class RunWatch:
             *(extra or []),
         ]
 
-    def trained(self, trainer: Any, overlength_rows: int) -> TrainResult:
+    def trained(self, trainer: Any, prompt_format: PromptFormat, overlength_rows: int) -> TrainResult:
         """Train (resuming from the last intact checkpoint), save the kept weights, and report the run."""
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # without a terminal it prints every log dict; tqdm shows progress
         trainer.train(resume_from_checkpoint=self.last_checkpoint)
         tokenizer = trainer.processing_class
-        adapter_dir = save_trained(
-            trainer, tokenizer, PromptFormat.from_tokenizer(tokenizer), self.out_dir / ADAPTER_DIR
-        )
+        adapter_dir = save_trained(trainer, tokenizer, prompt_format, self.out_dir / ADAPTER_DIR)
         best_step = kept_step(trainer, self.plan)
         return TrainResult(
             adapter_dir=str(adapter_dir),

@@ -29,7 +29,7 @@ EXTRA_ENV = {"HF_HUB_OFFLINE": "1", "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WO
 
 def params_for(home, *overrides: str) -> str:
     config = load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [
             f"home={home}",
             f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",

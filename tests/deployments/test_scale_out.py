@@ -69,7 +69,7 @@ def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_
 
     address, workers = dask_cluster
     config = load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [
             f"home={tmp_path / 'home'}",
             f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",

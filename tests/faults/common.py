@@ -34,7 +34,7 @@ def demo_overrides(home: Path, *extra: str) -> list[str]:
 
 
 def cli_command(flow: str, home: Path, *overrides: str, summary: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", f"flows.{flow}", "--config", str(REPO / "deployments" / "demo.yaml")]
+    command = [sys.executable, "-m", f"flows.{flow}", "--config", str(REPO / "deployments" / "demo_tiny.yaml")]
     for override in demo_overrides(home, *overrides):
         command += ["--set", override]
     return command + (["--summary-out", str(summary)] if summary else [])

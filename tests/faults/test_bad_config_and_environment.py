@@ -21,7 +21,7 @@ from tunegate.cli import run_cli
 from tunegate.errors import InputError
 from tunegate.report import render_data_report
 
-CONFIG = str(REPO / "deployments" / "demo.yaml")
+CONFIG = str(REPO / "deployments" / "demo_tiny.yaml")
 CASES = {
     "no train rows": (
         ["data.split.val_fraction=0.5", "data.split.test_fraction=0.5"],

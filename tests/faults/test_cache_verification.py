@@ -27,7 +27,7 @@ REPETITIONS = 3
 
 
 def data_config(home):
-    return load_config(REPO / "deployments" / "demo.yaml", demo_overrides(home))
+    return load_config(REPO / "deployments" / "demo_tiny.yaml", demo_overrides(home))
 
 
 def intact(summary: dict) -> dict[str, bool]:

@@ -241,7 +241,7 @@ def strand_a_version(config, tracking, rows, adapter: str) -> str:
     version exists without an alias or a reason. Then, as the next pipeline run does, its dead MLflow run is ended."""
     client = mlflow_client(tracking.uri)
     setup = {
-        "config": str(REPO / "deployments" / "demo.yaml"),
+        "config": str(REPO / "deployments" / "demo_tiny.yaml"),
         "home": config.home,
         "rows": rows.model_dump(),
         "adapter": adapter,
@@ -309,7 +309,7 @@ def test_a_data_run_killed_mid_stage_completes_on_rerun_with_the_same_outputs(tm
     assert run.wait() == -signal.SIGKILL
     code, stderr, resumed = run_cli("prepare_data", home, prefect_home, session_server=True)
     assert code == 0, stderr
-    config = load_config(REPO / "deployments" / "demo.yaml", demo_overrides(tmp_path / "clean"))
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", demo_overrides(tmp_path / "clean"))
     uninterrupted = data_summary(prepare_data(config))
     assert resumed["data"]["fingerprints"] == uninterrupted["data"]["fingerprints"]
     assert [resumed["data"][key] for key in ("train", "val", "test", "quarantined")] == [

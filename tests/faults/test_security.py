@@ -58,7 +58,7 @@ class Planted:
 
 
 def test_rescoring_a_tampered_champion_loads_weights_never_its_pickle(tmp_path):
-    config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "tamper-test", "data-fp")
     rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
     register(config, tracking, rows, trained_adapter_dir(tmp_path / "adapter"), 5)

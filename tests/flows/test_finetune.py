@@ -79,7 +79,7 @@ ALL_STAGES = [
 def tiny_config(tmp_path_factory):
     home = tmp_path_factory.mktemp("finetune-home")
     return load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [
             f"home={home}",
             f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",

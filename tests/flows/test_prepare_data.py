@@ -34,7 +34,7 @@ PLANTED = json.loads((DEMO_DATA / "planted.json").read_text())
 
 def demo_config(home: Path, data_dir: Path = DEMO_DATA, *overrides: str):
     return load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [
             f"home={home}",
             f"data.sources.0.path={data_dir / 'tickets.csv'}",
@@ -160,7 +160,7 @@ def test_cli_in_a_new_process_is_served_from_cache(demo_run, tmp_path):
     summary_path = tmp_path / "summary.json"
     result = run_cli_process(
         "--config",
-        "deployments/demo.yaml",
+        "deployments/demo_tiny.yaml",
         "--set",
         f"home={home}",
         "--set",
@@ -182,7 +182,7 @@ def test_cli_input_error_is_one_line_and_a_failed_summary(tmp_path):
     summary_path = tmp_path / "summary.json"
     result = run_cli_process(
         "--config",
-        "deployments/demo.yaml",
+        "deployments/demo_tiny.yaml",
         "--set",
         f"home={tmp_path / 'home'}",
         "--set",
@@ -208,7 +208,7 @@ def test_data_contract_failure_fails_the_run_naming_the_first_lines(tmp_path, ca
         "test",
         [
             "--config",
-            str(REPO / "deployments" / "demo.yaml"),
+            str(REPO / "deployments" / "demo_tiny.yaml"),
             "--set",
             f"home={tmp_path / 'home'}",
             "--set",
@@ -249,7 +249,7 @@ def test_flow_parameter_schema_is_the_config_model_with_descriptions():
 
 def test_the_demo_preference_pairs_are_checked_and_deduplicated_as_planted(tmp_path):
     config = load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [f"home={tmp_path}", f'data.sources=[{{"path": "{DEMO_DATA / "preferences.jsonl"}"}}]'],
     )
     summary = data_summary(prepare_data(config))

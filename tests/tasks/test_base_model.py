@@ -34,7 +34,7 @@ def logits_of(model) -> torch.Tensor:
 
 
 def test_a_registered_champion_becomes_a_merged_base_directory_reused_while_intact(tmp_path):
-    config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "base-test", "data-fp")
     rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
     adapter = trained_looking_adapter(tmp_path / "adapter")
@@ -64,7 +64,7 @@ def test_a_registered_champion_becomes_a_merged_base_directory_reused_while_inta
 
 
 def test_a_path_base_is_left_alone_and_a_missing_version_is_a_one_line_error(tmp_path):
-    config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "base-test", "data-fp")
     local = ModelConfig(base=str(BASE_MODEL))
     assert resolve_base_model(model=local, tracking_uri=tracking.uri, home=str(tmp_path)) == local

@@ -84,6 +84,22 @@ def test_a_trained_adapter_is_evaluated_against_its_base_on_the_same_rows(tmp_pa
     result = evaluate_against_base(model, tokenizer, PromptFormat.load(trained.adapter_dir), test_rows, LABELS)
     assert result.rows == 12 and result.task_metric == "accuracy"
     assert result.finetuned["loss"] < result.base["loss"]
-    assert set(result.base) == {"accuracy", "macro_f1", "loss", "perplexity"}
+    assert set(result.base) == {
+        "accuracy",
+        "macro_f1",
+        "likelihood_accuracy",
+        "likelihood_macro_f1",
+        "loss",
+        "perplexity",
+    }
+    assert result.label_scoring == "generation"
+    assert result.finetuned["accuracy"] == sum(result.finetuned_scores) / 12
+    by_likelihood = evaluate_against_base(
+        model, tokenizer, PromptFormat.load(trained.adapter_dir), test_rows, LABELS, label_scoring="likelihood"
+    )
+    # The same predictions; only which answers the delta (and so the gate) scores changes.
+    assert (by_likelihood.base, by_likelihood.finetuned) == (result.base, result.finetuned)
+    assert by_likelihood.finetuned["likelihood_accuracy"] == sum(by_likelihood.finetuned_scores) / 12
+    assert by_likelihood.label_scoring == "likelihood"
     assert result.delta_ci95[0] <= result.delta <= result.delta_ci95[1]
     assert len(result.examples) == 5

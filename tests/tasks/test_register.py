@@ -116,7 +116,7 @@ def lora_adapter(path: Path, seed: int) -> str:
 
 @pytest.fixture
 def registry_setup(tmp_path):
-    config = load_config(REPO / "deployments" / "demo.yaml", [f"home={tmp_path}"])
+    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={tmp_path}"])
     tracking = open_pipeline_run(config, "flow-run-id", "concurrent-test", "data-fp")
     assert tracking.uri == f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store leaks in from an earlier test
     rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")

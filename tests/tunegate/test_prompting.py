@@ -57,3 +57,23 @@ def test_a_chat_shaped_pair_is_prompted_with_its_whole_conversation():
     assert conversation_before_answer(pair) == turns
     assert conversation_before_answer({**pair, "shape": "chat"}) == turns[:-1]
     assert conversation_before_answer({**pair, "messages": None}) == [{"role": "user", "content": "user: Hi"}]
+
+
+def test_a_configured_system_prompt_opens_every_conversation_without_one():
+    chat = PromptFormat.from_tokenizer(AutoTokenizer.from_pretrained(BASE_MODEL), system_prompt="Classify tickets.")
+    ticket = {"shape": "prompt_completion", "prompt": "refund?", "completion": "billing"}
+    assert (
+        chat.format_row(ticket).prompt
+        == "<|system|>\nClassify tickets.<|end|>\n<|user|>\nrefund?<|end|>\n<|assistant|>\n"
+    )
+    assert chat.format_row(CHAT_ROW).prompt.startswith("<|system|>\nbe brief<|end|>\n<|user|>")  # its own stays
+    empty = PromptFormat.from_tokenizer(AutoTokenizer.from_pretrained(BASE_MODEL), system_prompt="")
+    assert empty.format_prompt("refund?") == "<|system|>\n<|end|>\n<|user|>\nrefund?<|end|>\n<|assistant|>\n"
+    plain = PromptFormat(chat_template=None, eos_token="</s>", system_prompt="Be brief.")
+    assert plain.format_prompt("refund?") == "Be brief.\n\n### Instruction:\nrefund?\n\n### Response:\n"
+
+
+def test_the_system_prompt_is_saved_with_the_model(tmp_path):
+    saved = PromptFormat(chat_template=None, eos_token="</s>", system_prompt="")
+    saved.save(tmp_path)
+    assert PromptFormat.load(tmp_path) == saved

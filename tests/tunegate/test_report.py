@@ -9,7 +9,7 @@ from tests.flows.test_finetune import FULL_KEYS, lookup
 from tests.tasks.test_register import candidate
 from tests.tunegate.test_accounting import stages
 from tunegate.accounting import balanced_row_counts
-from tunegate.finetuned import FinetuneResult
+from tunegate.finetuned import BaseDescription, FinetuneResult
 from tunegate.prepared import PreparedData
 from tunegate.refs import TableRef
 from tunegate.report import finetune_summary, number, render_finetune_report
@@ -77,6 +77,7 @@ def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
     )
     table = TableRef(path="/nowhere/t.parquet", fingerprint="0" * 64, rows=8)
     return FinetuneResult(
+        base=BaseDescription(configured="demo/base_model", path="demo/base_model"),
         data=data,
         sweep=sweep,
         trained=trained,

@@ -127,7 +127,7 @@ def wait_for_workers(address: str, count: int) -> None:
 
 def dask_config(tmp_path: Path, address: str, n_trials: int):
     return load_config(
-        REPO / "deployments" / "demo.yaml",
+        REPO / "deployments" / "demo_tiny.yaml",
         [
             f"home={tmp_path / 'home'}",
             f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",

@@ -7,7 +7,7 @@ from tunegate.search_space import describe_params, search_space, searched_params
 def test_lora_searches_rank_and_its_default_learning_rates():
     assert search_space(SweepConfig(), "lora") == {
         "lora_r": CategoricalDistribution([4, 8, 16, 32]),
-        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+        "learning_rate": FloatDistribution(1e-4, 1e-3, log=True),
     }
 
 
