@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tunegate.prompting import PromptFormat
+from tunegate.scoring import by_length
 from tunegate.sft_data import takes_target_mask, target_logprobs, token_ids
 
 if TYPE_CHECKING:
@@ -54,12 +55,14 @@ def label_logprobs(
 
     prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
     label_ids = token_ids(tokenizer, [prompt_format.format_row(label_row(x)).target for x in labels], False)
-    scores = []
+    order = by_length(token_ids(tokenizer, prompts, True))
+    scores = torch.zeros(len(prompts), len(labels))
     model.eval()
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
-            scores.append(batch_label_logprobs(model, tokenizer, prompts[start : start + batch_size], label_ids))
-    return torch.cat(scores).numpy()
+            chosen = order[start : start + batch_size]
+            scores[chosen] = batch_label_logprobs(model, tokenizer, [prompts[i] for i in chosen], label_ids)
+    return scores.numpy()
 
 
 def label_row(label: str) -> dict[str, Any]:

@@ -93,11 +93,13 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
-    outputs = []
+    outputs: dict[int, str] = {}
+    order = by_length(tokenizer(prompts, add_special_tokens=True)["input_ids"]) if prompts else []
     try:
         for start in range(0, len(prompts), batch_size):
+            chosen = order[start : start + batch_size]
             batch = tokenizer(
-                prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=True
+                [prompts[i] for i in chosen], return_tensors="pt", padding=True, add_special_tokens=True
             ).to(device)
             with torch.no_grad():
                 generated = model.generate(
@@ -108,7 +110,19 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
                     eos_token_id=stop_token_ids(model, tokenizer),
                 )
             new_tokens = generated[:, batch["input_ids"].shape[1] :]
-            outputs.extend(tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens)
+            answers = [tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
+            outputs.update(zip(chosen, answers, strict=True))
     finally:
         tokenizer.padding_side = "right"
-    return outputs
+    return [outputs[i] for i in range(len(prompts))]
+
+
+def by_length(token_ids: list[list[int]]) -> list[int]:
+    """Row indices from the longest sequence to the shortest (ties in row order): batches of similar lengths carry
+    little padding (the demo's test tickets run 50-120 tokens: in row order a batch of 32 is ~30% padding), and the
+    longest batch comes first, so running out of memory shows at once.
+
+    >>> by_length([[1], [1, 2, 3], [1, 2]])
+    [1, 2, 0]
+    """
+    return sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))

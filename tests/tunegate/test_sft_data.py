@@ -1,8 +1,10 @@
 import pandas as pd
+import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
 from tests.conftest import REPO
+from tunegate.gguf_checkpoint import fetched_base
 from tunegate.prompting import PromptFormat
 from tunegate.sft_data import IGNORE_INDEX, encode_rows
 
@@ -60,3 +62,23 @@ def test_dataset_carries_lengths_and_batches_pad_only_to_the_longest():
     assert batch["input_ids"].shape == torch.Size([2, 15])
     assert batch["labels"][1].tolist() == [1207, 468, 2] + [M] * 12
     assert batch["attention_mask"][1].tolist() == [1, 1, 1] + [0] * 12
+
+
+@pytest.mark.slow
+def test_a_base_whose_pad_is_its_eos_still_learns_to_end_its_answers():
+    """SmolLM2 pads with <|im_end|>, its eos: labels are masked by prompt length and padding by position, never by
+    token id, so the eos that ends an answer keeps its label."""
+    tokenizer = AutoTokenizer.from_pretrained(fetched_base("smollm2-135m-instruct"))
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == 2
+    smollm2_format = PromptFormat.from_tokenizer(tokenizer, system_prompt="")
+    encoded = encode_rows(ROWS, tokenizer, smollm2_format, max_tokens=64)
+    assert smollm2_format.format_row(ROWS.iloc[0].to_dict()).prompt == (
+        "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nRefund?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert [row[-1] for row in encoded.labels] == [2, 2]
+    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    batch = collate([{"input_ids": i, "labels": lab} for i, lab in zip(encoded.input_ids, encoded.labels, strict=True)])
+    short = len(encoded.input_ids[1])
+    assert batch["labels"][1, short - 1].item() == 2  # the short row's eos label survives
+    assert batch["input_ids"][1, short:].tolist() == [2] * (batch["input_ids"].shape[1] - short)  # padded with eos
+    assert (batch["labels"][1, short:] == IGNORE_INDEX).all()  # ... whose labels are ignored by position
