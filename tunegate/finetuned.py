@@ -76,6 +76,9 @@ class FinetuneResult(BaseModel):
             "tokens_per_second": result.tokens_per_second,
             "trainable_parameters": float(result.trainable_parameters),
         }
+        for name in ("likelihood_accuracy", "likelihood_macro_f1"):  # labelled tasks: the fair score of the base
+            if name in evaluation.finetuned:
+                metrics |= {name: evaluation.finetuned[name], f"base_{name}": evaluation.base[name]}
         return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
     def close_mlflow_run(self) -> None:

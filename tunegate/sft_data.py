@@ -5,7 +5,7 @@ Prompt and target are tokenized separately and concatenated, so the boundary is 
 label -100 (ignored by the loss). Rows longer than `max_tokens` are left out and counted, so the report
 can say how many; they are never cut.
 
-The output layer runs only where the loss is (`target_logits`): a real base's vocabulary makes full logits the
+The output layer runs only where the loss is (`next_token_targets`): a real base's vocabulary makes full logits the
 biggest tensor of a step (SmolLM2: 16 rows x 384 tokens x 49,152 x 4 bytes = 1.2 GB per copy, and the loss, its
 gradient and the softmax each make one; its output layer is 21% of the model's linear FLOPs, Gemma 3's 63%).
 transformers' `logits_to_keep` takes a boolean (batch, sequence) mask and projects only those positions.
