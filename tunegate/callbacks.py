@@ -41,7 +41,9 @@ class TaskMetricTrainer(Trainer):
         label_scoring: str = "generation",
         **kwargs: Any,
     ):
-        super().__init__(*args, **kwargs)
+        from tunegate.sft_data import target_token_cross_entropy
+
+        super().__init__(*args, compute_loss_func=target_token_cross_entropy, **kwargs)
         self.objective_rows, self.metric, self.labels = objective_rows, metric, labels
         self.label_scoring = label_scoring
         self.prompt_format = prompt_format
@@ -49,26 +51,15 @@ class TaskMetricTrainer(Trainer):
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
-        """The causal-LM loss with the output layer run only at target positions (`sft_data.next_token_targets`):
-        the same value as the model's own loss (sum over target tokens / `num_items_in_batch`, else the mean), at a
-        fraction of the memory and output-layer FLOPs. Models that cannot take the mask use the Trainer's loss."""
-        import torch
+        """The Trainer's loss with the output layer run only at target positions where the model can take a mask
+        (`sft_data.next_token_targets`), scored by `sft_data.target_token_cross_entropy` (the `compute_loss_func`):
+        the model's own loss value at a fraction of the memory and output-layer FLOPs. The Trainer keeps its own
+        scaling for gradient accumulation and for tokens counted across DDP processes."""
+        from tunegate.sft_data import next_token_targets, takes_target_mask
 
-        from tunegate.sft_data import IGNORE_INDEX, next_token_targets, takes_target_mask
-
-        if "labels" not in inputs or not takes_target_mask(self.accelerator.unwrap_model(model)):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        mask, targets = next_token_targets(inputs["labels"])
-        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=mask)
-        loss = torch.nn.functional.cross_entropy(
-            outputs.logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        # As the model's own loss: a sum over the accumulated batch's target tokens where the Trainer counts them
-        # (it then leaves gradient accumulation alone), else this batch's mean (the Trainer divides by the steps).
-        counted = num_items_in_batch is not None and self.model_accepts_loss_kwargs
-        divisor = num_items_in_batch if counted else max(len(targets), 1)
-        loss = loss / (divisor.to(loss.device) if torch.is_tensor(divisor) else divisor)
-        return (loss, outputs) if return_outputs else loss
+        if "labels" in inputs and takes_target_mask(self.accelerator.unwrap_model(model)):
+            inputs = {**inputs, "logits_to_keep": next_token_targets(inputs["labels"])[0]}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
         output = super().evaluation_loop(*args, **kwargs)

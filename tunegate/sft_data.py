@@ -121,6 +121,23 @@ def takes_target_mask(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
+def target_token_cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    """The causal-LM loss from logits at the target positions only (a model given `logits_to_keep`=the mask returns
+    them flattened) or at every position (then the targets' are picked): summed over target tokens and divided by
+    the Trainer's count of them across the accumulated batch (`num_items_in_batch`), else their mean, as the
+    model's own loss does. The Trainer's `compute_loss_func`."""
+    import torch
+
+    mask, targets = next_token_targets(labels)
+    logits = outputs["logits"]
+    if logits.dim() == 3:  # every position; a virtual-token method prepends its own positions
+        logits = logits[:, logits.size(1) - labels.size(1) :][mask]
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    if num_items_in_batch is None:
+        return loss / max(len(targets), 1)
+    return loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
+
+
 def target_token_logprobs(
     model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

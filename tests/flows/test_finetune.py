@@ -145,12 +145,17 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
     assert sorted(parent.data.metrics) == [
         "accuracy",
         "base_accuracy",
+        "base_likelihood_accuracy",
+        "base_likelihood_macro_f1",
         "delta_accuracy",
+        "likelihood_accuracy",
+        "likelihood_macro_f1",
         "tokens_per_second",
         "trainable_parameters",
         "val_loss",
     ]
     assert parent.data.metrics["accuracy"] == first["eval"]["finetuned"]["accuracy"]
+    assert parent.data.metrics["base_likelihood_accuracy"] == first["eval"]["base"]["likelihood_accuracy"]
     assert "sweep/sweep_report.html" in [a.path for a in client.list_artifacts(parent.info.run_id, "sweep")]
 
 
