@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -76,8 +77,6 @@ class BaseOrigin:
 def bases_cache() -> Path:
     """Where fetched bases are kept: $TUNEGATE_BASES, else ~/.cache/tunegate/bases (outside any checkout, so every
     clone and home shares one converted copy)."""
-    import os
-
     configured = os.environ.get("TUNEGATE_BASES")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tunegate" / "bases"
 
@@ -230,7 +229,6 @@ def convert_gguf(
     gguf_path: Path, target: Path, name: str, source: str, licence: str, terms: Path | None = None
 ) -> None:
     """Dequantize `gguf_path` into a plain checkpoint at `target`, verified against the GGUF load."""
-    import torch
 
     tokenizer, model = load_gguf(gguf_path)
     partial = target.with_name(target.name + ".partial")
@@ -262,8 +260,6 @@ def convert_gguf(
     if terms is not None:
         shutil.copy(terms, partial / terms.name)
     (partial / "README.md").write_text(model_card(origin, terms), encoding="utf-8")
-    del model
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     target.with_name(target.name + FINGERPRINT_SUFFIX).write_text(fingerprint_directory(target) + "\n", "utf-8")
