@@ -70,14 +70,17 @@ def summary_metrics(rows: pd.DataFrame, predictions: Predictions, labels: list[s
 
 def macro_f1(rows: pd.DataFrame, answers: list[str], labels: list[str]) -> float:
     """Macro-F1 of the answers over the label set (NaN for no rows)."""
-    if not len(rows):
-        return math.nan
+    return float(label_f1(rows, answers, labels, average="macro")) if len(rows) else math.nan
+
+
+def label_f1(rows: pd.DataFrame, answers: list[str], labels: list[str], average: str | None) -> Any:
+    """scikit-learn's F1 of the normalised answers against the rows' completions over the label set."""
     from sklearn.metrics import f1_score
 
     predicted = [normalize_answer(g) for g in answers]
     expected = [normalize_answer(c) for c in rows["completion"]]
     names = [normalize_answer(x) for x in labels]
-    return float(f1_score(expected, predicted, labels=names, average="macro", zero_division=0))
+    return f1_score(expected, predicted, labels=names, average=average, zero_division=0)
 
 
 def safe_exp(loss: float) -> float:
@@ -87,14 +90,9 @@ def safe_exp(loss: float) -> float:
 
 def f1_per_label(rows: pd.DataFrame, generations: list[str], labels: list[str]) -> dict[str, float]:
     """F1 of each label on these rows (0 for a label never predicted nor expected)."""
-    from sklearn.metrics import f1_score
-
-    predicted = [normalize_answer(g) for g in generations]
-    expected = [normalize_answer(c) for c in rows["completion"]]
-    names = [normalize_answer(x) for x in labels]
-    if not expected:
+    if not len(rows):
         return {label: math.nan for label in labels}
-    scores = f1_score(expected, predicted, labels=names, average=None, zero_division=0)
+    scores = label_f1(rows, generations, labels, average=None)
     return {label: round(float(score), 4) for label, score in zip(labels, scores, strict=True)}
 
 

@@ -284,14 +284,13 @@ def load_gguf(gguf_path: Path) -> tuple[Any, Any]:
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
-    """The eos ids of the generation config and the tokenizer, plus the turn-ending tokens the vocabulary has."""
-    configured = generation_config.eos_token_id
-    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
+    """The eos ids of the generation config and the tokenizer (`scoring.stop_token_ids`), plus the turn-ending
+    tokens the vocabulary has."""
+    from tunegate.scoring import stop_token_ids as eos_ids
+
     vocabulary = tokenizer.get_vocab()
-    ids.update(vocabulary[token] for token in TURN_END_TOKENS if token in vocabulary)
-    return sorted(ids)
+    turn_ends = {vocabulary[token] for token in TURN_END_TOKENS if token in vocabulary}
+    return sorted(set(eos_ids(tokenizer, generation_config)) | turn_ends)
 
 
 def verify_checkpoint(gguf_model: Any, gguf_tokenizer: Any, directory: Path) -> float:

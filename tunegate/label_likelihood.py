@@ -38,11 +38,14 @@ def label_choices(
     return [labels[i] for i in scores.argmax(axis=1)]
 
 
+def label_target_ids(tokenizer: Any, prompt_format: PromptFormat, labels: list[str]) -> list[list[int]]:
+    """Each label's target tokens as training teaches them: the label, then the eos."""
+    return token_ids(tokenizer, [prompt_format.format_row(label_row(x)).target for x in labels], False)
+
+
 def label_token_counts(tokenizer: Any, prompt_format: PromptFormat, labels: list[str]) -> list[int]:
     """How many target tokens each label is scored on (its tokens and the eos)."""
-    return [
-        len(ids) for ids in token_ids(tokenizer, [prompt_format.format_row(label_row(x)).target for x in labels], False)
-    ]
+    return [len(ids) for ids in label_target_ids(tokenizer, prompt_format, labels)]
 
 
 def label_logprobs(
@@ -54,7 +57,7 @@ def label_logprobs(
     import torch
 
     prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
-    label_ids = token_ids(tokenizer, [prompt_format.format_row(label_row(x)).target for x in labels], False)
+    label_ids = label_target_ids(tokenizer, prompt_format, labels)
     order = by_length(token_ids(tokenizer, prompts, True))
     scores = torch.zeros(len(prompts), len(labels))
     model.eval()

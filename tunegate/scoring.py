@@ -77,10 +77,10 @@ def new_token_budget(tokenizer: Any, labels: list[str] | None) -> int:
     return label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token that ends an answer: the model's generation config's eos ids (a converted Gemma lists its
+def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
+    """Every token that ends an answer: the generation config's eos ids (a converted Gemma lists its
     `<end_of_turn>` there) and the tokenizer's eos."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = getattr(generation_config, "eos_token_id", None)
     ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
@@ -107,7 +107,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=stop_token_ids(model, tokenizer),
+                    eos_token_id=stop_token_ids(tokenizer, getattr(model, "generation_config", None)),
                 )
             new_tokens = generated[:, batch["input_ids"].shape[1] :]
             answers = [tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
