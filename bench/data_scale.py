@@ -181,7 +181,7 @@ def run_ours(data: Path, truth: dict, home: Path, out: Path) -> None:
     from tasks.ingest import fingerprint_sources, ingest_sources
     from tasks.split import split_rows
     from tasks.validate import validate_rows
-    from tunegate.config import DedupConfig, SourceConfig, SplitConfig, TaskConfig, ValidationConfig
+    from tunegate.config.data import DedupConfig, SourceConfig, SplitConfig, TaskConfig, ValidationConfig
 
     sources = [SourceConfig(path=str(data), labelled=False)]
     validation = ValidationConfig(min_rows=10, max_prompt_chars=20_000, max_completion_chars=20_000, data_docs=False)
@@ -241,7 +241,7 @@ def run_baseline(valid_path: Path, truth: dict, max_rows: int, out: Path) -> Non
     """Child process: the per-row datasketch loop over the first `max_rows` validated rows."""
     from datasketch import MinHash, MinHashLSH
 
-    from tunegate.config import DedupConfig
+    from tunegate.config.data import DedupConfig
 
     dedup = DedupConfig()
     valid = pd.read_parquet(valid_path, columns=["source_line", "prompt", "completion"]).head(max_rows or None)

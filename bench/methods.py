@@ -9,7 +9,7 @@ cores halves it.
 Each method runs `python -m flows.finetune --config deployments/demo.yaml` in a fresh process with a fresh home and
 the same data, budget (1 epoch), sweep (8 trials, successive halving) and evaluation (300 test rows). LoRA keeps the
 demo's learning-rate range (5e-4..2e-2); every other method searches its own default range
-(`tunegate.config.LEARNING_RATE_RANGES`). Exports are off (they are measured by the pipeline's own report).
+(`tunegate.config.sweep.LEARNING_RATE_RANGES`). Exports are off (they are measured by the pipeline's own report).
 
 Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the mean
 loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the trainable

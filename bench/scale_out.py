@@ -31,14 +31,14 @@ SWEEP += ["train.health.min_loss_drop=0.0", "train.health.max_grad_spikes=1000"]
 
 
 def demo_config(home: Path, *overrides: str):
-    from tunegate.config import load_config
+    from tunegate.config.loading import load_config
 
     return load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={home}", *overrides])
 
 
 def sweep_row(workdir: Path, workers: int) -> dict:
     from flows.finetune import finetune
-    from tunegate.runners import flow_with_task_runner
+    from tunegate.runtime.runners import flow_with_task_runner
 
     config = demo_config(workdir / f"dask-{workers}", *SWEEP, f"sweep.parallel_trials={workers}")
     result = flow_with_task_runner(finetune)(config, warm_start=POINTS)
@@ -51,9 +51,10 @@ def sweep_row(workdir: Path, workers: int) -> dict:
 
 
 def ddp_rows(workdir: Path) -> list[dict]:
-    from tunegate.budget import fixed_plan
-    from tunegate.config import ModelConfig, TrainConfig
-    from tunegate.training import TrainingJob
+    from tunegate.config.train import ModelConfig, TrainConfig
+    from tunegate.training.budget import fixed_plan
+    from tunegate.training.distributed import train_in_processes
+    from tunegate.training.job import TrainingJob
 
     data = demo_config(workdir / "ddp-data")
     from flows.prepare_data import prepare_data
@@ -72,7 +73,7 @@ def ddp_rows(workdir: Path) -> list[dict]:
         )
         started = time.perf_counter()
         out = workdir / f"ddp-{processes}"
-        result = job.run(out) if processes == 1 else job.run_in_processes(out, None, False)
+        result = job.run(out) if processes == 1 else train_in_processes(job, out, None, False)
         rows.append(
             {
                 "measure": f"training, {processes} process(es), global batch 16",
@@ -87,7 +88,7 @@ def ddp_rows(workdir: Path) -> list[dict]:
 
 def demo_run_row(workdir: Path, label: str, *overrides: str) -> dict:
     from flows.finetune import finetune
-    from tunegate.runners import flow_with_task_runner
+    from tunegate.runtime.runners import flow_with_task_runner
 
     started = time.perf_counter()
     result = flow_with_task_runner(finetune)(demo_config(workdir / label, *overrides))
@@ -100,7 +101,8 @@ def demo_run_row(workdir: Path, label: str, *overrides: str) -> dict:
 
 
 def shared_state_row(workdir: Path) -> dict:
-    from tunegate.services import Ports, free_port, start, stop
+    from tunegate.ops.processes import free_port
+    from tunegate.ops.services import Ports, start, stop
 
     state_dir = Path(tempfile.mkdtemp(prefix="bench-scale-out-services-"))
     state_dir.chmod(0o755)  # the postgres user must reach its data directory
@@ -146,7 +148,7 @@ def main() -> Path:
         "at a time did not keep both cores busy, two did. DDP: 1.2x the real tokens/s in the training steps, but more "
         "wall time for 30 steps (torchrun's start and every rank importing torch, ~5 s); the final val loss differs "
         "because the length-grouped sampler orders rows differently for 2 processes "
-        "(tests/tunegate/test_distributed.py). "
+        "(tests/tunegate/training/test_distributed.py). "
         "PostgreSQL + the MLflow server cost nothing measurable on a whole demo run (both runs under one Prefect test "
         "server, which is why they take ~220 s instead of the CLI's ~140 s). Sweep wall time is the flow's sweep stage "
         "(the local Dask cluster starts inside it)."

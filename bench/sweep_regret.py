@@ -35,7 +35,7 @@ def log_spaced(low: float, high: float, count: int) -> list[float]:
 
 def main(config_path: str, name: str) -> Path:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-regret-prefect-"))
-    from tunegate.config import load_config
+    from tunegate.config.loading import load_config
 
     home = Path(tempfile.mkdtemp(prefix="bench-regret-"))
     config = load_config(REPO / config_path, [f"home={home / 'pipeline'}"])
@@ -68,7 +68,7 @@ def main(config_path: str, name: str) -> Path:
 
 def pipeline_row(label: str, config) -> dict:
     from flows.finetune import finetune
-    from tunegate.report import finetune_summary
+    from tunegate.reporting.report import finetune_summary
 
     started = time.perf_counter()
     summary = finetune_summary(finetune(config))
@@ -90,8 +90,8 @@ def grid_search(config, home: Path) -> tuple[dict, list[dict]]:
     """Every rank x GRID_RATES rates on the final budget, each scored on the test split like the pipeline's model."""
     from flows.prepare_data import prepare_data
     from tasks.evaluate import evaluate_final_model
-    from tunegate.refs import AdapterRef
-    from tunegate.training import TrainingJob
+    from tunegate.core.refs import AdapterRef
+    from tunegate.training.job import TrainingJob
 
     config = config.model_copy(update={"home": str(home)})
     splits = prepare_data(config).split

@@ -6,7 +6,7 @@ python -m bench.training_throughput --base smollm2-135m-instruct --steps 8 --war
 Four set-ups, each in a fresh process (so peak RSS is its own), same base model (demo/base_model, or `--base`: a
 real base from the catalogue, measured on the demo split with ours, the tutorial and TRL only), same LoRA
 (r=16, alpha=32, dropout 0.05, the same target modules), same optimizer steps, batch size and rows:
-- ours: `tunegate.training.run_training` (dynamic padding, length-grouped batches, target-only loss);
+- ours: `tunegate.training.job.run_training` (dynamic padding, length-grouped batches, target-only loss);
 - ours_packed: the same with padding-free packing forced on (`train.packing: on`: one row per batch, position ids
   restarting per sequence, a block-diagonal mask on CPU);
 - tutorial: HF `Trainer` + PEFT with `tokenizer(..., padding="max_length", max_length=512)` and the causal-LM collator;
@@ -135,16 +135,16 @@ def lora_config() -> Any:
 def formatted_pairs(rows: Any, tokenizer: Any) -> list[Any]:
     """The exact prompt and target text `run_training` trains on (the model's chat template), so every set-up
     sees the same tokens and tokens/s compare like with like."""
-    from tunegate.prompting import PromptFormat
+    from tunegate.lm.prompting import PromptFormat
 
     prompt_format = PromptFormat.from_tokenizer(tokenizer)
     return [prompt_format.format_row(row) for row in rows.to_dict("records")]
 
 
 def run_ours(rows: Any, steps: int, out: Path, meter: TokenMeter, packing: str = "off") -> Any:
-    from tunegate.budget import fixed_plan
-    from tunegate.config import ModelConfig, TrainConfig
-    from tunegate.training import run_training
+    from tunegate.config.train import ModelConfig, TrainConfig
+    from tunegate.training.budget import fixed_plan
+    from tunegate.training.job import run_training
 
     model = ModelConfig(base=str(BASE_MODEL), max_tokens=TUTORIAL_MAX_LENGTH)
     train = TrainConfig(
@@ -184,7 +184,7 @@ def run_tutorial(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     from peft import get_peft_model
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from tunegate.model_loading import load_causal_lm, load_tokenizer
+    from tunegate.lm.model_loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(str(BASE_MODEL))
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
@@ -205,7 +205,7 @@ def run_trl(rows: Any, steps: int, out: Path, meter: TokenMeter) -> Any:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from tunegate.model_loading import load_causal_lm, load_tokenizer
+    from tunegate.lm.model_loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(str(BASE_MODEL))
     pairs = formatted_pairs(rows, tokenizer)
@@ -237,7 +237,7 @@ def measure_one(variant: str, rows_path: Path, steps: int, warmup: int) -> dict[
     """Run one set-up in this process and measure it (the child side of `main`)."""
     import pandas as pd
 
-    from tunegate.model_loading import load_causal_lm
+    from tunegate.lm.model_loading import load_causal_lm
 
     started = time.perf_counter()
     rows = pd.read_parquet(rows_path)
@@ -271,7 +271,7 @@ def demo_rows(workdir: Path) -> Path:
     """The demo pipeline's training split (data stages only)."""
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
     from flows.prepare_data import prepare_data
-    from tunegate.config import load_config
+    from tunegate.config.loading import load_config
 
     config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={workdir / 'home'}"])
     return Path(prepare_data(config).split.train.path)
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     BATCH_SIZE = args.batch_size
     if args.base:
-        from tunegate.gguf_checkpoint import fetched_base
+        from tunegate.lm.base_fetch import fetched_base
 
         BASE_MODEL = fetched_base(args.base)
     if args.child:

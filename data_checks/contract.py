@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from data_checks.data_docs import make_site_offline
-from tunegate.fingerprint import fingerprint_value
-from tunegate.locking import host_lock
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.runtime.locking import host_lock
 
 SUITES_DIR = Path(__file__).parent / "suites"
 ROW_SUITES = ("canonical_rows",)

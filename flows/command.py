@@ -21,10 +21,14 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "finetune": ("flows.finetune", None, "the whole DAG: data stages, sweep, train, evaluate, export, register"),
     "prepare-data": ("flows.prepare_data", None, "the data stages only: ingest, validate, deduplicate, split"),
     "retrain": ("flows.retrain", None, "finetune again, warm-started, unless the champion saw these data and config"),
-    "serve": ("tunegate.services", "start", "start the Prefect server, a worker and the MLflow server on 127.0.0.1"),
-    "stop": ("tunegate.services", "stop", "stop what `tunegate serve` started"),
-    "status": ("tunegate.services", "status", "list what `tunegate serve` started and is still running"),
-    "base": ("tunegate.base_command", None, "real pretrained bases from the package registry: list, get, path"),
+    "serve": (
+        "tunegate.ops.services",
+        "start",
+        "start the Prefect server, a worker and the MLflow server on 127.0.0.1",
+    ),
+    "stop": ("tunegate.ops.services", "stop", "stop what `tunegate serve` started"),
+    "status": ("tunegate.ops.services", "status", "list what `tunegate serve` started and is still running"),
+    "base": ("tunegate.lm.base_command", None, "real pretrained bases from the package registry: list, get, path"),
 }
 
 

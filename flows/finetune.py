@@ -8,6 +8,7 @@ python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -17,17 +18,19 @@ from flows.prepare_data import prepare_data
 from tasks.base_model import resolve_base_model
 from tasks.evaluate import evaluate_final_model
 from tasks.export import export_builds
-from tasks.register import lineage_tags, register_exports, register_model
+from tasks.register import register_exports, register_model
 from tasks.sweep import run_sweep, study_for
 from tasks.train import train_candidate
 from tunegate.cli import run_cli
-from tunegate.config import PipelineConfig
-from tunegate.finetuned import BaseDescription, FinetuneResult
-from tunegate.report import finetune_summary, publish_finetune_artifact, render_finetune_report
-from tunegate.runners import flow_with_task_runner
-from tunegate.stages import StageLog
-from tunegate.tracking import fail_pipeline_run, open_pipeline_run
-from tunegate.training import TrainingJob
+from tunegate.config.pipeline import PipelineConfig
+from tunegate.registry.versions import lineage_tags
+from tunegate.reporting.finetuned import BaseDescription, FinetuneResult
+from tunegate.reporting.report import finetune_summary, publish_finetune_artifact, render_finetune_report
+from tunegate.runtime.runners import flow_with_task_runner
+from tunegate.runtime.stages import StageLog
+from tunegate.runtime.tracking import fail_pipeline_run, open_pipeline_run
+from tunegate.sweep.plots import log_study_plots
+from tunegate.training.job import TrainingJob
 
 
 def mark_mlflow_run_failed(flow: Any, run: Any, state: Any) -> None:
@@ -47,6 +50,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     trials = TrainingJob.for_trials(config, data.split)
     study = study_for(config, data.data_fingerprint, trials.plan)
     sweep = stages.call("sweep", run_sweep, study=study, job=trials, tracking=tracking, warm_start=warm_start)
+    log_study_plots(study, trials.plan, tracking, Path(trials.home) / "sweeps" / study.name)
     job = TrainingJob.for_candidate(config, data.split)
     trained = stages.run("train", train_candidate, chosen=sweep.chosen, job=job, sweep=config.sweep, tracking=tracking)
     evaluated = stages.run(

@@ -13,13 +13,13 @@ from tasks.deduplicate import deduplicate_rows
 from tasks.ingest import fingerprint_sources, ingest_sources
 from tasks.split import split_rows
 from tasks.validate import validate_rows
-from tunegate.accounting import balanced_row_counts, check_no_leakage
 from tunegate.cli import run_cli
-from tunegate.config import PipelineConfig
-from tunegate.errors import DataContractError
-from tunegate.prepared import PreparedData
-from tunegate.report import data_summary, publish_data_artifact, render_data_report
-from tunegate.stages import StageLog
+from tunegate.config.pipeline import PipelineConfig
+from tunegate.core.errors import DataContractError
+from tunegate.data.accounting import balanced_row_counts, check_no_leakage
+from tunegate.data.prepared import PreparedData
+from tunegate.reporting.data_report import data_summary, publish_data_artifact, render_data_report
+from tunegate.runtime.stages import StageLog
 
 
 @flow(name="prepare-data")

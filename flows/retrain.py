@@ -18,14 +18,15 @@ from prefect.states import Completed
 
 from flows.finetune import finetune
 from tasks.ingest import fingerprint_sources
-from tasks.sweep import best_trials_of, storage_url
 from tunegate.cli import run_cli
-from tunegate.config import PipelineConfig, pipeline_fingerprint
-from tunegate.finetuned import FinetuneResult
-from tunegate.fingerprint import combine
-from tunegate.report import finetune_summary, render_finetune_report
-from tunegate.runners import flow_with_task_runner, name_this_flow_run
-from tunegate.tracking import champion_tags
+from tunegate.config.pipeline import PipelineConfig, pipeline_fingerprint
+from tunegate.core.fingerprint import combine
+from tunegate.reporting.finetuned import FinetuneResult
+from tunegate.reporting.report import finetune_summary, render_finetune_report
+from tunegate.runtime.runners import flow_with_task_runner, name_this_flow_run
+from tunegate.runtime.tracking import champion_tags
+from tunegate.sweep.study import storage_url
+from tunegate.sweep.trials import best_trials_of
 
 SKIPPED = "skipped: data unchanged"
 WARM_START_TRIALS = 3

@@ -20,11 +20,11 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from tunegate.config import ModelConfig
-from tunegate.errors import InputError, one_line
-from tunegate.exports import save_whole
-from tunegate.refs import AdapterRef, directory_problems, write_text_atomic
-from tunegate.retrying import retry_unless_input_error
+from tunegate.config.train import ModelConfig
+from tunegate.core.errors import InputError, one_line
+from tunegate.core.refs import AdapterRef, directory_problems, write_text_atomic
+from tunegate.registry.exports import save_whole
+from tunegate.runtime.retrying import retry_unless_input_error
 
 REGISTERED_PREFIX = "models:/"
 FINGERPRINT_SUFFIX = ".fingerprint"  # beside the directory: the sha256 of its files when they were written
@@ -41,7 +41,7 @@ def resolve_base_model(model: ModelConfig, tracking_uri: str, home: str) -> Mode
         return model.model_copy(update={"base": str(converted)})
     if not model.base.startswith(REGISTERED_PREFIX):
         return model
-    from tunegate.tracking import mlflow_client
+    from tunegate.runtime.tracking import mlflow_client
 
     version = registered_version(mlflow_client(tracking_uri), model.base)
     tags = version.tags or {}
@@ -57,8 +57,9 @@ def resolve_base_model(model: ModelConfig, tracking_uri: str, home: str) -> Mode
 
 def converted_base(base: str, home: Path) -> Path | None:
     """The checkpoint directory of a catalogue base or a `.gguf` file; None for anything else."""
-    from tunegate.base_catalogue import catalogue_base
-    from tunegate.gguf_checkpoint import converted_gguf, fetched_base
+    from tunegate.lm.base_catalogue import catalogue_base
+    from tunegate.lm.base_fetch import fetched_base
+    from tunegate.lm.gguf_checkpoint import converted_gguf
 
     if catalogue_base(base) is not None and not Path(base).exists():
         return fetched_base(base)
@@ -85,7 +86,7 @@ def registered_version(client: Any, uri: str) -> Any:
 
 def write_whole_weights(model: ModelConfig, version_uri: str, tracking_uri: str, target: Path) -> None:
     """The registered version's weights as one plain model (its adapter merged), tokenizer and prompt format."""
-    from tunegate.serving import registered_build
+    from tunegate.registry.serving import registered_build
 
     with registered_build(version_uri, model.trust_remote_code, tracking_uri) as build:
         if build.settings.get("quantization"):

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 
-from tunegate.caching import stage_cache_policy
-from tunegate.config import DedupConfig
-from tunegate.fingerprint import fingerprint_value
-from tunegate.near_duplicates import (
+from tunegate.config.data import DedupConfig
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.core.refs import TableRef, write_table
+from tunegate.data.near_duplicates import (
     cluster_first_members,
     comparison_text,
     large_string_array,
@@ -24,9 +24,9 @@ from tunegate.near_duplicates import (
     shingle_sets,
     similar_pairs,
 )
-from tunegate.refs import TableRef, write_table
-from tunegate.stage_results import DedupResult
-from tunegate.stages import stage_directory
+from tunegate.data.results import DedupResult
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.stages import stage_directory
 
 WHITESPACE_TO_COLLAPSE = r"[\s\x{1680}\x{2028}\x{2029}]{2,}|[\t\n\r\f\v\x{1680}\x{2028}\x{2029}]"
 DUPLICATE_COLUMNS = ["row_id", "source", "source_line", "kind", "duplicate_of", "matched_row_id", "similarity"]

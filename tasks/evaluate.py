@@ -1,13 +1,13 @@
 """Evaluate: the fine-tuned model against its base model on the same held-out rows with the same prompts.
 
 For each model: mean loss and perplexity on target tokens, and greedy generations (batched, left-padded)
-scored by the task metric (`tunegate.scoring`): accuracy (plus macro-F1 and F1 per label) on labelled rows when
-the task has labels, ROUGE-L (plus exact match) on free-text rows. Labelled rows are also scored by label
-likelihood (`tunegate.label_likelihood`: the likeliest label after the prompt), reported as `likelihood_accuracy`
-and `likelihood_macro_f1`; `task.label_scoring` says which of the two the delta and the gate use. The delta of
-the task metric comes with a paired bootstrap 95% interval over rows, and a few side-by-side examples. The
-per-row scores of both models are written next to the rows, so the registry gate can compare a candidate with
-the champion row by row.
+scored by the task metric (`tunegate.evaluation.scoring`): accuracy (plus macro-F1 and F1 per label) on labelled
+rows when the task has labels, ROUGE-L (plus exact match) on free-text rows. Labelled rows are also scored by label
+likelihood (`tunegate.evaluation.label_likelihood`: the likeliest label after the prompt), reported as
+`likelihood_accuracy` and `likelihood_macro_f1`; `task.label_scoring` says which of the two the delta and the gate
+use. The delta of the task metric comes with a paired bootstrap 95% interval over rows, and a few side-by-side
+examples. The per-row scores of both models are written next to the rows, so the registry gate can compare a
+candidate with the champion row by row.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tunegate.caching import stage_cache_policy
-from tunegate.config import EvaluationSettings
-from tunegate.fingerprint import fingerprint_value
-from tunegate.label_likelihood import label_choices, label_logprobs, label_token_counts
-from tunegate.model_loading import is_adapter, load_causal_lm, load_trained_model
-from tunegate.preference import REFERENCE_COLUMNS, preference_result, reply_logprobs
-from tunegate.prompting import PromptFormat
-from tunegate.refs import AdapterRef, TableRef, write_table, write_text_atomic
-from tunegate.scoring import (
+from tunegate.config.registry import EvaluationSettings
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.core.refs import AdapterRef, TableRef, write_table, write_text_atomic
+from tunegate.evaluation.label_likelihood import label_choices, label_logprobs, label_token_counts
+from tunegate.evaluation.preference import REFERENCE_COLUMNS, preference_result, reply_logprobs
+from tunegate.evaluation.results import EvalResult, EvaluationOutput, Predictions
+from tunegate.evaluation.scoring import (
     generate,
     mean_or_nan,
     new_token_budget,
@@ -38,9 +36,11 @@ from tunegate.scoring import (
     scores_for_metric,
     task_metric_name,
 )
-from tunegate.sft_data import target_logprobs
-from tunegate.stage_results import EvalResult, EvaluationOutput, Predictions
-from tunegate.stages import stage_directory
+from tunegate.lm.model_loading import is_adapter, load_causal_lm, load_trained_model
+from tunegate.lm.prompting import PromptFormat
+from tunegate.lm.sft_data import target_logprobs
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.stages import stage_directory
 
 SIDE_BY_SIDE_EXAMPLES = 5
 

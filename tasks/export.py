@@ -19,9 +19,15 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tunegate.caching import stage_cache_policy
-from tunegate.config import ExportConfig, ExportSettings
-from tunegate.exports import (
+from tunegate.config.registry import ExportConfig, ExportSettings
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.core.refs import AdapterRef
+from tunegate.evaluation.preference import pair_scores, reference_logprobs
+from tunegate.evaluation.results import EvaluationOutput
+from tunegate.evaluation.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
+from tunegate.lm.model_loading import is_adapter, load_trained_model
+from tunegate.lm.prompting import PromptFormat
+from tunegate.registry.exports import (
     INT8_DYNAMIC,
     base_bytes,
     latency_ms,
@@ -32,15 +38,10 @@ from tunegate.exports import (
     unmergeable_reason,
     weight_bytes,
 )
-from tunegate.fingerprint import fingerprint_value
-from tunegate.model_loading import is_adapter, load_trained_model
-from tunegate.preference import pair_scores, reference_logprobs
-from tunegate.prompting import PromptFormat
-from tunegate.refs import AdapterRef
-from tunegate.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
-from tunegate.serving import base_model_reference
-from tunegate.stage_results import EvaluationOutput, ExportedBuild, ExportResult
-from tunegate.stages import stage_directory
+from tunegate.registry.results import ExportedBuild, ExportResult
+from tunegate.registry.serving import base_model_reference
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.stages import stage_directory
 
 MEBIBYTE = 1024 * 1024
 

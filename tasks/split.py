@@ -15,13 +15,19 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tunegate.caching import stage_cache_policy
-from tunegate.config import DedupConfig, SplitConfig
-from tunegate.fingerprint import fingerprint_value
-from tunegate.near_duplicates import ShingleSets, cluster_first_members, comparison_text, shingle_sets, similar_pairs
-from tunegate.refs import TableRef, write_table
-from tunegate.stage_results import SplitResult
-from tunegate.stages import stage_directory
+from tunegate.config.data import DedupConfig, SplitConfig
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.core.refs import TableRef, write_table
+from tunegate.data.near_duplicates import (
+    ShingleSets,
+    cluster_first_members,
+    comparison_text,
+    shingle_sets,
+    similar_pairs,
+)
+from tunegate.data.results import SplitResult
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.stages import stage_directory
 
 SPLITS = ("train", "val", "test")
 # Independent MinHash draws for grouping and for the leakage check: offsets from the dedup seed.

@@ -1,6 +1,6 @@
 """Train: the candidate the flow evaluates and registers. With `sweep.final: best_trial` (default), the sweep's best
 trial's best checkpoint as it is (retrained into its own directory only if its files are gone or changed); with
-`refit`, a fresh full-budget run with the chosen params. The training itself is `tunegate.training.run_training`.
+`refit`, a fresh full-budget run with the chosen params. The training itself is `tunegate.training.job.run_training`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from tunegate.caching import stage_cache_policy
-from tunegate.config import SweepConfig
-from tunegate.fingerprint import fingerprint_value
-from tunegate.refs import AdapterRef
-from tunegate.search_space import ordered_params, searched_params, short_params
-from tunegate.stage_results import ChosenTrial, TrainedModel
-from tunegate.tracking import TrackingRef
-from tunegate.training import TrainingJob, log_metrics, run_summary_metrics
+from tunegate.config.search_space import ordered_params, searched_params, short_params
+from tunegate.config.sweep import SweepConfig
+from tunegate.core.fingerprint import fingerprint_value
+from tunegate.core.refs import AdapterRef
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.tracking import TrackingRef, log_metrics
+from tunegate.training.distributed import train_in_processes
+from tunegate.training.job import TrainingJob, run_summary_metrics
+from tunegate.training.results import ChosenTrial, TrainedModel
 
 LOGGED_RECIPE = ("method", "epochs", "batch_size", "gradient_accumulation_steps")
 
@@ -54,7 +55,7 @@ def train_candidate(chosen: ChosenTrial, job: TrainingJob, sweep: SweepConfig, t
 def refit(job: TrainingJob, with_val: bool, tracking: TrackingRef) -> TrainedModel:
     """Retrain `job` from scratch on its budget (on train + val when `with_val`), as the nested MLflow run
     `final-training`, into its own directory."""
-    from tunegate.callbacks import MlflowMetrics, TrainingProgress
+    from tunegate.training.callbacks import MlflowMetrics, TrainingProgress
 
     recipe, plan = job.recipe, job.plan
     searched = {name: getattr(recipe, name) for name in searched_params(recipe.method)}
@@ -64,7 +65,7 @@ def refit(job: TrainingJob, with_val: bool, tracking: TrackingRef) -> TrainedMod
         run.client.log_param(run.run_id, "max_steps", plan.max_steps)
         out_dir = job.directory("train/refit", __file__, fingerprint_value(with_val))
         if recipe.processes > 1:
-            result = job.run_in_processes(out_dir, (tracking.uri, run.run_id), train_on_val_too=with_val)
+            result = train_in_processes(job, out_dir, (tracking.uri, run.run_id), train_on_val_too=with_val)
         else:
             result = job.run(
                 out_dir,

@@ -16,13 +16,13 @@ import pandas as pd
 from prefect import task
 
 from data_checks.contract import TABLE_SUITE, columns_checked, row_suite_names, run_suites, suite_path
-from tunegate.caching import stage_cache_policy
-from tunegate.config import TaskConfig, ValidationConfig
-from tunegate.fingerprint import fingerprint_file, fingerprint_value
-from tunegate.model_loading import load_tokenizer
-from tunegate.refs import read_jsonl, write_jsonl, write_table
-from tunegate.stage_results import IngestResult, ValidationResult
-from tunegate.stages import stage_directory
+from tunegate.config.data import TaskConfig, ValidationConfig
+from tunegate.core.fingerprint import fingerprint_file, fingerprint_value
+from tunegate.core.refs import read_jsonl, write_jsonl, write_table
+from tunegate.data.results import IngestResult, ValidationResult
+from tunegate.lm.model_loading import load_tokenizer
+from tunegate.runtime.caching import stage_cache_policy
+from tunegate.runtime.stages import stage_directory
 
 SUITE_FILES = [suite_path(name) for name in row_suite_names(True, True) + [TABLE_SUITE]]
 # Tokenize in batches of 4096 texts: the fast tokenizer's batch call, bounded memory at 1M rows.

@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunegate.config import load_config
-from tunegate.errors import InputError, ServiceUnavailable, one_line
-from tunegate.orphans import start_guarded_temporary_server
-from tunegate.report import failed_summary
-from tunegate.retrying import PERMANENT_ERRNOS
-from tunegate.secrets import RedactingFilter, redact, redact_all_handlers, redact_value
+from tunegate.config.loading import load_config
+from tunegate.core.errors import InputError, ServiceUnavailable, one_line
+from tunegate.core.secrets import RedactingFilter, redact, redact_all_handlers, redact_value
+from tunegate.ops.orphans import start_guarded_temporary_server
+from tunegate.reporting.data_report import failed_summary
+from tunegate.runtime.retrying import PERMANENT_ERRNOS
 
 EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
 log = logging.getLogger("tunegate")

@@ -9,8 +9,8 @@ import subprocess
 import optuna
 import pytest
 
-from tasks.sweep import draw_study_report
-from tests.data_checks.test_data_docs import build_docs
+from tests.fixtures.data_docs import build_docs
+from tunegate.sweep.plots import draw_study_report
 
 # A real browser process: `make test` runs these, `make test-fast` does not.
 pytestmark = pytest.mark.slow

@@ -1,31 +1,14 @@
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from data_checks.contract import run_suites
 from data_checks.data_docs import CDN_COPIES, VENDOR_DIR, make_site_offline
+from tests.fixtures.data_docs import build_docs
 
 # What a page or stylesheet fetches when opened: scripts, stylesheets, images and CSS url()s (links a reader may
 # follow, such as GX's documentation, load nothing).
 LOADS = re.compile(r'(?:<script[^>]*\ssrc|<link[^>]*\shref|<img[^>]*\ssrc)="([^"#]+)"|url\(([^)#]+)\)')
-
-
-def build_docs(home: Path) -> Path:
-    """A real GX Data Docs build (two rows, one failing the role check) through the pipeline's suite runner."""
-    frame = pd.DataFrame(
-        {
-            "row_id": ["r0", "r1"],
-            "shape": "chat",
-            "prompt": "p",
-            "completion": "c",
-            "chat_roles": ["user,assistant", "assistant,user"],
-        }
-    )
-    parameters = {"min_prompt_chars": 0, "max_prompt_chars": 10, "min_completion_chars": 0, "max_completion_chars": 10}
-    outcome = run_suites(frame, ["canonical_rows"], parameters, home, "docs", build_docs=True)
-    return Path(outcome.data_docs).parent
 
 
 def loads_of(site: Path) -> dict[str, list[str]]:

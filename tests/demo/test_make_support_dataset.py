@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 
 from tests.conftest import REPO
-from tunegate.config import load_config
+from tunegate.config.loading import load_config
 
 sys.path.insert(0, str(REPO / "demo"))
 from make_support_dataset import fine_grained_labels, write_fine_grained  # noqa: E402

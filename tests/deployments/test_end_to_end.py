@@ -1,4 +1,4 @@
-"""As users run it: a real Prefect server and process worker (`tunegate.services`, what `make serve` starts),
+"""As users run it: a real Prefect server and process worker (`tunegate.ops.services`, what `make serve` starts),
 `prefect deploy --all` from prefect.yaml, two `prefect deployment run 'finetune/on-demand'` at once, then
 `prefect deployment run 'retrain/nightly'`. Every process started here is ended, also when a step fails."""
 
@@ -14,11 +14,12 @@ import psutil
 import pytest
 
 from tests.conftest import DEMO_DATA, REPO
-from tests.flows.test_finetune import TINY
-from tunegate.config import load_config
-from tunegate.errors import InputError
-from tunegate.services import Ports, executable, free_port, prefect_env, running, start, stop
-from tunegate.tracking import mlflow_client
+from tests.fixtures.runs import TINY
+from tunegate.config.loading import load_config
+from tunegate.core.errors import InputError
+from tunegate.ops.processes import free_port, running
+from tunegate.ops.services import Ports, executable, prefect_env, start, stop
+from tunegate.runtime.tracking import mlflow_client
 
 pytestmark = pytest.mark.slow
 # Two tiny pipelines at once on 2 cores (each a fresh process importing torch, GX and MLflow) take ~2 min.

@@ -6,7 +6,8 @@ import re
 import yaml
 
 from tests.conftest import REPO
-from tunegate.config import PipelineConfig, load_config
+from tunegate.config.loading import load_config
+from tunegate.config.pipeline import PipelineConfig
 
 PROJECT = yaml.safe_load((REPO / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in PROJECT["deployments"]}

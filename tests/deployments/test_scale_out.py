@@ -17,11 +17,11 @@ import psutil
 import pytest
 
 from tests.conftest import DEMO_DATA, REPO
-from tests.flows.test_finetune import TINY
-from tests.tunegate.test_runners import dask_cluster  # noqa: F401 (a fixture)
-from tunegate.config import load_config
-from tunegate.services import Ports, free_port, running, start, stop
-from tunegate.tracking import mlflow_client
+from tests.fixtures.runs import TINY
+from tunegate.config.loading import load_config
+from tunegate.ops.processes import free_port, running
+from tunegate.ops.services import Ports, start, stop
+from tunegate.runtime.tracking import mlflow_client
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,8 @@ def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_
     import optuna
 
     from flows.finetune import finetune
-    from tasks.sweep import optuna_storage
-    from tunegate.runners import flow_with_task_runner
+    from tunegate.runtime.runners import flow_with_task_runner
+    from tunegate.sweep.study import optuna_storage
 
     address, workers = dask_cluster
     config = load_config(

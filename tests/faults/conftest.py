@@ -1,3 +1,1 @@
 """Fixtures shared with the stage tests: a real MLflow registry (SQLite) with two adapters and a test table."""
-
-from tests.tasks.test_register import registry_setup  # noqa: F401 (a fixture, used by name)

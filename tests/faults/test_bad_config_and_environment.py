@@ -14,12 +14,12 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from flows.prepare_data import prepare_data
-from tasks.ingest import open_source_bytes
 from tests.conftest import REPO
 from tests.faults.common import cli_command
 from tunegate.cli import run_cli
-from tunegate.errors import InputError
-from tunegate.report import render_data_report
+from tunegate.core.errors import InputError
+from tunegate.data.readers import open_source_bytes
+from tunegate.reporting.data_report import render_data_report
 
 CONFIG = str(REPO / "deployments" / "demo_tiny.yaml")
 CASES = {

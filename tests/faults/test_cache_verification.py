@@ -14,9 +14,9 @@ import pytest
 from flows.prepare_data import prepare_data
 from tests.conftest import REPO
 from tests.faults.common import cli_command, cli_environment, demo_overrides
-from tunegate.config import load_config
-from tunegate.fingerprint import fingerprint_file
-from tunegate.report import data_summary
+from tunegate.config.loading import load_config
+from tunegate.core.fingerprint import fingerprint_file
+from tunegate.reporting.data_report import data_summary
 
 # Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow

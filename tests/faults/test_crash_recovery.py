@@ -19,33 +19,31 @@ from prefect.settings import PREFECT_API_URL
 from safetensors.torch import save_file
 
 from flows.prepare_data import prepare_data
-from tasks.register import registry_lock
-from tasks.sweep import (
-    QUEUED_ATTR,
-    ask_new_point,
-    open_study,
-    optuna_storage,
-    read_report_stamp,
-    requeue_orphaned_trials,
-    search_space,
-)
+from tasks.sweep import search_space
 from tests.conftest import REPO
 from tests.faults.common import TINY, cli_command, cli_environment, demo_overrides, run_cli
-from tests.tasks.test_register import register, wait_for_version
-from tunegate.budget import fixed_plan
-from tunegate.config import SweepConfig, load_config
-from tunegate.report import data_summary
-from tunegate.tracking import end_orphaned_runs, experiment_id, mlflow_client
-from tunegate.training import last_complete_checkpoint
+from tests.fixtures.registry import register, wait_for_version
+from tunegate.config.loading import load_config
+from tunegate.config.sweep import SweepConfig
+from tunegate.registry.versions import registry_lock
+from tunegate.reporting.data_report import data_summary
+from tunegate.runtime.tracking import end_orphaned_runs, experiment_id, mlflow_client
+from tunegate.sweep.plots import read_report_stamp
+from tunegate.sweep.study import open_study, optuna_storage
+from tunegate.sweep.trials import QUEUED_ATTR, ask_new_point, requeue_orphaned_trials
+from tunegate.training.budget import fixed_plan
+from tunegate.training.run_watch import last_complete_checkpoint
 
 SWEEP = SweepConfig(seed=0)
 PLAN = fixed_plan(9, [3, 9])
 
 ASK_AND_DIE = """
 import os, signal, sys
-from tasks.sweep import ask_new_point, open_study, search_space
-from tunegate.budget import fixed_plan
-from tunegate.config import SweepConfig
+from tunegate.config.search_space import search_space
+from tunegate.sweep.study import open_study
+from tunegate.sweep.trials import ask_new_point
+from tunegate.training.budget import fixed_plan
+from tunegate.config.sweep import SweepConfig
 study = open_study("s", sys.argv[1], SweepConfig(seed=0), fixed_plan(9, [3, 9]))
 trial = ask_new_point(study, search_space(SweepConfig(seed=0)))
 print(trial.params["lora_r"], trial.params["learning_rate"], flush=True)
@@ -101,7 +99,7 @@ def test_a_torn_journal_line_is_cut_and_the_study_goes_on(tmp_path):
 
 CREATE_RUN_AND_DIE = """
 import os, signal, sys
-from tunegate.tracking import experiment_id, mlflow_client, start_child_run
+from tunegate.runtime.tracking import experiment_id, mlflow_client, start_child_run
 client = mlflow_client(sys.argv[1])
 start_child_run(client, experiment_id(client, "faults", __import__("pathlib").Path(sys.argv[2])), None, "doomed")
 os.kill(os.getpid(), signal.SIGKILL)
@@ -225,10 +223,10 @@ def test_a_finetune_run_killed_mid_trial_completes_on_rerun_with_one_version(tmp
 
 REGISTER_AND_BLOCK = """
 import json, sys
-from tests.tasks.test_register import register
-from tunegate.config import load_config
-from tunegate.refs import TableRef
-from tunegate.tracking import open_pipeline_run
+from tests.fixtures.registry import register
+from tunegate.config.loading import load_config
+from tunegate.core.refs import TableRef
+from tunegate.runtime.tracking import open_pipeline_run
 setup = json.loads(sys.argv[1])
 config = load_config(setup["config"], [f"home={setup['home']}"])
 tracking = open_pipeline_run(config, "doomed-flow-run", "doomed", "data-fp")

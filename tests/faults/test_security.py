@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.register import champion_scores_on, current_champion
 from tests.conftest import REPO
-from tests.tasks.test_register import BASE_MODEL, evaluation, lora_adapter, register
-from tunegate.config import load_config
-from tunegate.model_loading import load_tokenizer
-from tunegate.prompting import PromptFormat
-from tunegate.refs import write_table
-from tunegate.secrets import RedactingFilter, redact, redact_value
-from tunegate.stage_results import EvaluationOutput
-from tunegate.tracking import mlflow_client, open_pipeline_run
+from tests.fixtures.registry import BASE_MODEL, evaluation, lora_adapter, register
+from tunegate.config.loading import load_config
+from tunegate.core.refs import write_table
+from tunegate.core.secrets import RedactingFilter, redact, redact_value
+from tunegate.evaluation.results import EvaluationOutput
+from tunegate.lm.model_loading import load_tokenizer
+from tunegate.lm.prompting import PromptFormat
+from tunegate.registry.promotion import champion_scores_on, current_champion
+from tunegate.runtime.tracking import mlflow_client, open_pipeline_run
 
 
 def test_passwords_in_any_uri_are_redacted_and_nothing_else_is_touched():

@@ -16,14 +16,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
-from tasks.sweep import open_study
 from tests.conftest import REPO
 from tests.faults.common import TINY, cli_command
-from tunegate.budget import fixed_plan
-from tunegate.config import SweepConfig
-from tunegate.errors import ServiceUnavailable
-from tunegate.services import free_port
-from tunegate.tracking import mlflow_client
+from tunegate.config.sweep import SweepConfig
+from tunegate.core.errors import ServiceUnavailable
+from tunegate.ops.processes import free_port
+from tunegate.runtime.tracking import mlflow_client
+from tunegate.sweep.study import open_study
+from tunegate.training.budget import fixed_plan
 
 SECRET = "s3cret-pw"
 

@@ -12,53 +12,13 @@ import pytest
 
 from flows.finetune import finetune
 from tests.conftest import DEMO_DATA, REPO
-from tunegate.config import load_config
-from tunegate.report import finetune_summary
-from tunegate.tracking import fluent_tracking, mlflow_client
+from tests.fixtures.runs import FULL_KEYS, TINY, lookup
+from tunegate.config.loading import load_config
+from tunegate.reporting.report import finetune_summary
+from tunegate.runtime.tracking import fluent_tracking, mlflow_client
 
 # Whole-DAG runs (training, MLflow, registry): `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow
-
-TINY = [
-    "sweep.n_trials=3",
-    "sweep.rungs=1",  # accuracy and val loss at steps 2 and 6
-    "sweep.objective_rows=16",
-    "train.max_steps=6",
-    "train.save_steps=3",
-    "train.max_eval_rows=32",
-    "train.health.min_loss_drop=0.0",  # two steps need only lower the val loss, not by 5%
-    "eval.max_rows=24",
-    "registry.min_gain_over_base=-1.0",  # promote whatever six steps achieve: the gate has its own tests
-]
-FULL_KEYS = [
-    "sweep.n_trials",
-    "sweep.n_pruned",
-    "sweep.best_params.lora_r",
-    "sweep.best_params.learning_rate",
-    "sweep.best_value",
-    "sweep.trial_steps_total",
-    "train.steps",
-    "train.tokens_per_second",
-    "train.peak_memory_mb",
-    "train.resumed_from_step",
-    "eval.task_metric",
-    "eval.base.loss",
-    "eval.finetuned.loss",
-    "eval.delta_ci95",
-    "registry.model_name",
-    "registry.version",
-    "registry.aliases",
-    "registry.promoted",
-    "registry.reason",
-    "mlflow.tracking_uri",
-    "mlflow.run_id",
-]
-
-
-def lookup(summary: dict, dotted: str):
-    for key in dotted.split("."):
-        summary = summary[key]
-    return summary
 
 
 ALL_STAGES = [
@@ -176,7 +136,7 @@ def test_a_failed_run_ends_its_mlflow_runs_as_failed(tiny_runs, tiny_config):
 
 
 def test_the_registered_adapter_is_the_chosen_trials_checkpoint(tiny_runs):
-    from tunegate.fingerprint import fingerprint_directory
+    from tunegate.core.fingerprint import fingerprint_directory
 
     first, _ = tiny_runs
     adapter = first["train"]["adapter_dir"]
@@ -385,7 +345,7 @@ def test_the_champion_is_served_over_rest_from_an_environment_without_the_projec
     import mlflow.artifacts
     import pandas as pd
 
-    from tunegate.serving import registered_model_answers
+    from tunegate.registry.serving import registered_model_answers
 
     uri = tiny_runs[0]["mlflow"]["tracking_uri"]
     python = fresh_environment(tmp_path / "fresh")

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.flows.test_real_bases import tiny_real_run
-from tunegate.gguf_checkpoint import fetched_base
+from tests.fixtures.real_bases import tiny_real_run
+from tunegate.lm.base_fetch import fetched_base
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.prepare_data import prepare_data
 from tests.conftest import DEMO_DATA, REPO
-from tunegate.config import load_config
-from tunegate.report import data_summary
+from tunegate.config.loading import load_config
+from tunegate.reporting.data_report import data_summary
 
 # Whole data-flow runs and CLI processes: `make test` runs them, `make test-fast` does not.
 pytestmark = pytest.mark.slow
@@ -199,7 +199,7 @@ def test_cli_input_error_is_one_line_and_a_failed_summary(tmp_path):
 
 def test_data_contract_failure_fails_the_run_naming_the_first_lines(tmp_path, capsys):
     from tunegate.cli import run_cli
-    from tunegate.report import render_data_report
+    from tunegate.reporting.data_report import render_data_report
 
     summary_path = tmp_path / "summary.json"
     code = run_cli(

@@ -13,42 +13,16 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from flows.finetune import finetune
-from tests.conftest import DEMO_DATA, REPO
-from tests.tasks.test_train import ticket_rows
-from tunegate.base_catalogue import CATALOGUE
-from tunegate.budget import fixed_plan
-from tunegate.config import ModelConfig, TrainConfig, load_config
-from tunegate.gguf_checkpoint import download_wheels, fetched_base, join_gguf
-from tunegate.report import finetune_summary, render_finetune_report
-from tunegate.training import run_training
+from tests.fixtures.real_bases import tiny_real_run
+from tests.fixtures.training import ticket_rows
+from tunegate.config.train import ModelConfig, TrainConfig
+from tunegate.lm.base_catalogue import CATALOGUE
+from tunegate.lm.base_fetch import download_wheels, fetched_base, join_gguf
+from tunegate.reporting.report import render_finetune_report
+from tunegate.training.budget import fixed_plan
+from tunegate.training.job import run_training
 
 pytestmark = pytest.mark.slow
-
-REAL_TINY = [
-    f"data.sources.0.path={DEMO_DATA / 'tickets.csv'}",
-    f"data.sources.1.path={DEMO_DATA / 'replies.jsonl'}",
-    "model.max_tokens=96",  # tickets only: the ~250-token chat replies are counted and left out
-    "model.system_prompt=",
-    "sweep.n_trials=1",
-    "sweep.rungs=1",
-    "sweep.objective_rows=8",
-    "train.max_steps=2",
-    "train.batch_size=4",
-    "train.save_steps=2",
-    "train.max_eval_rows=8",
-    "train.health.min_loss_drop=0.0",
-    "eval.max_rows=8",
-    "eval.batch_size=8",
-    "registry.min_gain_over_base=-1.0",  # two steps of four rows: the gate has its own tests
-]
-
-
-def tiny_real_run(home, base: str, *overrides: str) -> dict:
-    config = load_config(
-        REPO / "deployments" / "demo.yaml", [f"home={home}", f"model.base={base}", *REAL_TINY, *overrides]
-    )
-    return finetune_summary(finetune(config))
 
 
 def test_a_gguf_file_as_the_base_is_converted_once_and_runs_the_whole_dag(tmp_path):

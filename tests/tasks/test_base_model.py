@@ -6,12 +6,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tasks.base_model import resolve_base_model
 from tests.conftest import REPO
-from tests.tasks.test_register import BASE_MODEL, register
-from tunegate.config import ModelConfig, load_config
-from tunegate.errors import InputError
-from tunegate.prompting import PromptFormat
-from tunegate.refs import write_table
-from tunegate.tracking import open_pipeline_run
+from tests.fixtures.registry import BASE_MODEL, register
+from tunegate.config.loading import load_config
+from tunegate.config.train import ModelConfig
+from tunegate.core.errors import InputError
+from tunegate.core.refs import write_table
+from tunegate.lm.prompting import PromptFormat
+from tunegate.runtime.tracking import open_pipeline_run
 
 
 def trained_looking_adapter(path) -> str:

@@ -1,8 +1,8 @@
 import pandas as pd
 
 from tasks.deduplicate import deduplicate_rows
-from tunegate.config import DedupConfig
-from tunegate.refs import write_table
+from tunegate.config.data import DedupConfig
+from tunegate.core.refs import write_table
 
 # 41 words; with the one-word completion appended the compared text has 42 words, 41 bigrams.
 BASE = (

@@ -7,12 +7,12 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tasks.evaluate import compare_models, evaluate_against_base, summary_metrics
-from tests.tasks.test_train import BASE_MODEL, PLAN, TINY, ticket_rows
-from tunegate.config import ModelConfig
-from tunegate.prompting import PromptFormat
-from tunegate.scoring import normalize_answer, paired_bootstrap_ci
-from tunegate.stage_results import Predictions
-from tunegate.training import run_training
+from tests.fixtures.training import BASE_MODEL, PLAN, TINY, ticket_rows
+from tunegate.config.train import ModelConfig
+from tunegate.evaluation.results import Predictions
+from tunegate.evaluation.scoring import normalize_answer, paired_bootstrap_ci
+from tunegate.lm.prompting import PromptFormat
+from tunegate.training.job import run_training
 
 LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
 ROWS = pd.DataFrame({"prompt": ["a", "b", "c", "d"], "completion": ["billing", "shipping", "billing", "returns"]})

@@ -10,22 +10,16 @@ import torch
 
 from tasks.evaluate import evaluate_final_model
 from tasks.export import MEBIBYTE, export_builds
-from tests.tasks.test_train import BASE_MODEL, ticket_rows
-from tunegate.budget import fixed_plan
-from tunegate.config import (
-    EvalConfig,
-    EvaluationSettings,
-    ExportConfig,
-    ExportSettings,
-    ModelConfig,
-    TaskConfig,
-    TrainConfig,
-)
-from tunegate.exports import load_build
-from tunegate.model_loading import load_trained_model
-from tunegate.refs import AdapterRef, write_table
-from tunegate.stage_results import EvalResult, EvaluationOutput
-from tunegate.training import run_training
+from tests.fixtures.training import BASE_MODEL, ticket_rows
+from tunegate.config.data import TaskConfig
+from tunegate.config.registry import EvalConfig, EvaluationSettings, ExportConfig, ExportSettings
+from tunegate.config.train import ModelConfig, TrainConfig
+from tunegate.core.refs import AdapterRef, write_table
+from tunegate.evaluation.results import EvalResult, EvaluationOutput
+from tunegate.lm.model_loading import load_trained_model
+from tunegate.registry.exports import load_build
+from tunegate.training.budget import fixed_plan
+from tunegate.training.job import run_training
 
 LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
 BOTH = ExportConfig(merged=True, int8=True, latency_rows=4)
@@ -149,7 +143,7 @@ def test_an_adapter_counts_its_base_whether_the_base_is_a_directory_or_loaded_fr
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from tunegate.exports import base_bytes, weight_bytes
+    from tunegate.registry.exports import base_bytes, weight_bytes
 
     plain = AutoModelForCausalLM.from_pretrained(BASE_MODEL)
     weights = sum(tensor.numel() * tensor.element_size() for tensor in plain.parameters())

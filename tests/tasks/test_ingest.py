@@ -4,17 +4,10 @@ import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from tasks.ingest import (
-    CANONICAL_COLUMNS,
-    canonicalize_records,
-    fingerprint_sources,
-    ingest_sources,
-    read_jsonl_table,
-    read_records,
-)
+from tasks.ingest import fingerprint_sources, ingest_sources
 from tests.conftest import write_text
-from tunegate.config import SourceConfig
-from tunegate.errors import InputError
+from tunegate.config.data import SourceConfig
+from tunegate.core.errors import InputError
 
 
 def ingest(tmp_path, *sources: SourceConfig):
@@ -160,77 +153,6 @@ def test_ingest_is_idempotent_and_content_addressed(tmp_path):
     write_text(tmp_path / "d.jsonl", '{"text": "b"}\n')
     changed = ingest(tmp_path, SourceConfig(path=path))
     assert changed.canonical.path != first.canonical.path
-
-
-def per_record_rows(source: SourceConfig, content: bytes) -> pd.DataFrame:
-    rows, bad = canonicalize_records(list(read_records(source, content)), source, "d.jsonl")
-    assert bad == []
-    return pd.DataFrame(rows, columns=CANONICAL_COLUMNS)
-
-
-@pytest.mark.parametrize(
-    "lines, options",
-    [
-        # blank and whitespace-only lines keep the numbering; CRLF line ends; a null completion; an extra field
-        (
-            [
-                '{"prompt": "a", "completion": "b"}',
-                "",
-                '{"prompt": "c", "completion": null, "id": 7}',
-                "  ",
-                '{"prompt": "e", "completion": "f"}',
-            ],
-            {},
-        ),
-        # alpaca with and without input; the prompt is instruction + blank line + input only when both are set
-        (
-            [
-                '{"instruction": "i1", "input": "x", "output": "o1"}',
-                '{"instruction": "i2", "input": "", "output": "o2"}',
-                '{"instruction": "i3", "output": "o3"}',
-            ],
-            {},
-        ),
-        (['{"text": "plain"}', '{"text": "more"}'], {}),
-        # preference pairs, one without its rejected reply (validation quarantines it: rejected_present)
-        (
-            [
-                '{"prompt": "Where is my parcel?", "chosen": "It ships today.", "rejected": "No idea."}',
-                '{"prompt": "Refund?", "chosen": "Issued.", "rejected": null}',
-            ],
-            {},
-        ),
-        (
-            ['{"question": "q", "category": "billing"}'],
-            {"columns": {"question": "prompt", "category": "completion"}, "labelled": True},
-        ),
-    ],
-)
-def test_whole_file_jsonl_path_gives_exactly_the_per_record_rows(tmp_path, lines, options):
-    content = ("\r\n".join(lines) + "\r\n").encode()
-    source = SourceConfig(path=str(tmp_path / "d.jsonl"), **options)
-    whole_file = read_jsonl_table(source, content, "d.jsonl")
-    assert whole_file is not None
-    expected = per_record_rows(source, content)
-    assert (
-        whole_file.astype(object).where(whole_file.notna(), None).values.tolist()
-        == expected.astype(object).where(expected.notna(), None).values.tolist()
-    )
-
-
-@pytest.mark.parametrize(
-    "lines",
-    [
-        ['{"prompt": "a", "completion": "b"}', '{"prompt": "a", "completion": 5}'],  # a type that changes
-        ['{"prompt": "a", "completion": "b"}', '{"prompt": "a", "completion": "b"'],  # bad JSON
-        ['{"prompt": "a", "completion": "b"}', '{"text": "t"}'],  # two shapes: decided per record
-        ['{"messages": [{"role": "user", "content": "hi"}]}'],  # chat
-        ['{"prompt": 1, "completion": 2}'],  # consistently not text
-    ],
-)
-def test_files_the_whole_file_path_cannot_take_go_record_by_record(tmp_path, lines):
-    source = SourceConfig(path=str(tmp_path / "d.jsonl"))
-    assert read_jsonl_table(source, "\n".join(lines).encode(), "d.jsonl") is None
 
 
 def test_preference_pairs_keep_the_chosen_reply_as_completion_and_the_rejected_beside_it(tmp_path):

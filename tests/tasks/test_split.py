@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.split import assign_groups, split_rows
-from tunegate.config import DedupConfig, SplitConfig
-from tunegate.refs import write_table
+from tunegate.config.data import DedupConfig, SplitConfig
+from tunegate.core.refs import write_table
 
 
 def kept_rows(count_per_label: dict[str, int]) -> pd.DataFrame:

@@ -10,32 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import DEMO_DATA, REPO
-from tunegate.budget import fixed_plan
-from tunegate.config import ModelConfig, TrainConfig
-from tunegate.errors import InputError
-from tunegate.training import last_complete_checkpoint, run_training
-
-LABELS = {"billing", "shipping", "returns", "technical", "account", "product"}
-BASE_MODEL = str(REPO / "demo" / "base_model")
-
-
-def ticket_rows(count: int, skip: int = 0) -> pd.DataFrame:
-    tickets = pd.read_csv(DEMO_DATA / "tickets.csv", on_bad_lines="skip", keep_default_na=False)
-    tickets = tickets[tickets["category"].isin(LABELS) & tickets["text"].str.len().between(20, 600)]
-    tickets = tickets.iloc[skip : skip + count]
-    return pd.DataFrame(
-        {"shape": "prompt_completion", "prompt": tickets["text"], "completion": tickets["category"], "messages": None}
-    )
-
-
-TINY = TrainConfig(save_steps=4, batch_size=8, learning_rate=5e-3, warmup_ratio=0.0)
-PLAN = fixed_plan(8, [4, 8])
+from tests.conftest import REPO
+from tests.fixtures.training import BASE_MODEL, LABELS, PLAN, TINY, ticket_rows
+from tunegate.config.train import ModelConfig
+from tunegate.core.errors import InputError
+from tunegate.training.budget import fixed_plan
+from tunegate.training.job import run_training
+from tunegate.training.run_watch import last_complete_checkpoint
 
 
 def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
@@ -96,10 +81,10 @@ TRAIN_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from tests.tasks.test_train import ticket_rows, BASE_MODEL
-from tunegate.training import run_training
-from tunegate.budget import fixed_plan
-from tunegate.config import ModelConfig, TrainConfig
+from tests.fixtures.training import ticket_rows, BASE_MODEL
+from tunegate.training.job import run_training
+from tunegate.training.budget import fixed_plan
+from tunegate.config.train import ModelConfig, TrainConfig
 config = TrainConfig(save_steps=4, batch_size=8, learning_rate=5e-3, early_stopping_patience=100)
 train, val = ticket_rows(64), ticket_rows(16, skip=64)
 plan = fixed_plan(60, list(range(4, 61, 4)))
@@ -150,8 +135,9 @@ def test_full_fine_tuning_saves_whole_weights_and_trains_every_parameter(tmp_pat
 
 def test_full_weights_are_evaluated_against_a_separate_base(tmp_path):
     from tasks.evaluate import evaluate_final_model
-    from tunegate.config import EvalConfig, EvaluationSettings, TaskConfig
-    from tunegate.refs import AdapterRef, write_table
+    from tunegate.config.data import TaskConfig
+    from tunegate.config.registry import EvalConfig, EvaluationSettings
+    from tunegate.core.refs import AdapterRef, write_table
 
     config = TINY.model_copy(update={"method": "full", "learning_rate": 1e-3})
     plan = fixed_plan(4, [2, 4])

@@ -3,7 +3,7 @@ import json
 from tasks.ingest import fingerprint_sources, ingest_sources
 from tasks.validate import validate_rows
 from tests.conftest import write_text
-from tunegate.config import SourceConfig, TaskConfig, ValidationConfig
+from tunegate.config.data import SourceConfig, TaskConfig, ValidationConfig
 
 GOOD = [{"prompt": f"ticket number {i} about my order", "completion": "billing"} for i in range(8)]
 

@@ -1,0 +1,193 @@
+"""The summary JSON and the run report are rendered from the typed results alone: exact keys and values from a
+hand-built FinetuneResult, with every key of the summary contract (../shared/checks/summary_contract.py)."""
+
+from __future__ import annotations
+
+import math
+
+from tests.fixtures.data import stages
+from tests.fixtures.registry import candidate
+from tests.fixtures.runs import FULL_KEYS, lookup
+from tunegate.core.refs import TableRef
+from tunegate.data.accounting import balanced_row_counts
+from tunegate.data.prepared import PreparedData
+from tunegate.data.results import SourceFingerprint
+from tunegate.evaluation.results import EvalResult, EvaluationOutput
+from tunegate.registry.results import ExportedBuild, ExportResult, RegistryResult
+from tunegate.reporting.finetuned import BaseDescription, FinetuneResult
+from tunegate.reporting.report import finetune_summary, number, render_finetune_report
+from tunegate.runtime.stages import StageLog
+from tunegate.runtime.tracking import TrackingRef
+from tunegate.sweep.results import SweepResult
+
+DATA_KEYS = ["status", "data.rows_read", "data.quarantined", "data.exact_duplicates", "data.near_duplicates"]
+DATA_KEYS += ["data.train", "data.val", "data.test", "data.test_train_near_duplicates", "validation.success"]
+DATA_KEYS += ["validation.data_docs", "timings", "cache_hits"]
+
+
+def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
+    ingested, validated, deduped, split = stages()
+    data = PreparedData(
+        pinned=[SourceFingerprint(path="a.jsonl", fingerprint="f" * 64, bytes=10)],
+        ingested=ingested,
+        validated=validated,
+        deduped=deduped,
+        split=split,
+        counts=balanced_row_counts(ingested, validated, deduped, split),
+        timings={"ingest": 1.0},
+        cache_hits=["ingest"],
+    )
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    trained = candidate(str(adapter))
+    sweep = SweepResult(
+        study_name="demo-abc",
+        storage="postgresql://tune:s3cret@db/optuna",
+        objective="accuracy",
+        direction="maximize",
+        n_trials=3,
+        n_pruned=1,
+        best_params={"lora_r": 8, "learning_rate": 0.002},
+        best_value=0.9,
+        trial_steps_total=40,
+        chosen={
+            "number": 2,
+            "params": {"lora_r": 8, "learning_rate": 0.002},
+            "result": trained.result,
+            "adapter": trained.adapter,
+            "mlflow_run_id": "trial-run",
+        },
+        trials_run=2,
+    )
+    evaluation = EvalResult(
+        task_metric="accuracy",
+        rows=8,
+        base={"accuracy": 0.25, "loss": 2.0},
+        finetuned={"accuracy": tuned_accuracy, "loss": 0.5},
+        delta=tuned_accuracy - 0.25,
+        delta_ci95=(0.25, 1.0),
+        examples=[],
+        per_label_f1={"billing": 1.0},
+    )
+    table = TableRef(path="/nowhere/t.parquet", fingerprint="0" * 64, rows=8)
+    return FinetuneResult(
+        base=BaseDescription(configured="demo/base_model", path="demo/base_model"),
+        data=data,
+        sweep=sweep,
+        trained=trained,
+        evaluated=EvaluationOutput(result=evaluation, rows=table, scores=table),
+        registered=RegistryResult(
+            model_name="support-demo",
+            version="1",
+            aliases=["champion"],
+            promoted=True,
+            reason="promoted: no champion yet",
+            model_uri="models:/support-demo@champion",
+        ),
+        exports=ExportResult(
+            task_metric="accuracy",
+            base_model="demo/base_model",
+            builds=[
+                ExportedBuild(
+                    name="adapter",
+                    task_metric=0.875,
+                    metric_drop=0.0,
+                    p50_ms=40.0,
+                    p95_ms=52.5,
+                    size_mb=9.43,
+                    reason="the adapter as evaluated",
+                ),
+                ExportedBuild(
+                    name="merged",
+                    task_metric=0.875,
+                    metric_drop=0.0,
+                    p50_ms=25.0,
+                    p95_ms=30.0,
+                    size_mb=9.01,
+                    registrable=True,
+                    reason="registered as v2 (champion-merged): …",
+                    version="2",
+                    alias="champion-merged",
+                ),
+                ExportedBuild(
+                    name="int8",
+                    quantization="int8_dynamic",
+                    task_metric=0.75,
+                    metric_drop=0.125,
+                    p50_ms=20.0,
+                    p95_ms=24.0,
+                    size_mb=5.29,
+                    reason="accuracy 0.750 vs adapter 0.875 (drop +0.125, beyond export.max_metric_drop 0.010)",
+                ),
+            ],
+        ),
+        tracking=TrackingRef(uri="sqlite:///m.db", experiment_id="1", parent_run_id="parent"),
+        stages=StageLog(str(tmp_path), timings={"ingest": 1.0, "sweep": 9.0}, cache_hits=["ingest"]),
+    )
+
+
+def missing_contract_keys(summary: dict) -> list[str]:
+    missing = []
+    for dotted in DATA_KEYS + FULL_KEYS:
+        try:
+            lookup(summary, dotted)
+        except KeyError:
+            missing.append(dotted)
+    return missing
+
+
+def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
+    result = finetune_result(tmp_path)
+    summary = finetune_summary(result)
+    assert summary["sweep"]["storage"] == "postgresql://tune:***@db/optuna"  # redacted wherever it is shown
+    assert summary["sweep"]["chosen_trial"] == 2 and summary["sweep"]["trials_run"] == 2
+    assert summary["train"]["adapter_dir"] == str(tmp_path / "adapter")
+    assert summary["train"]["adapter_fingerprint"] == result.trained.adapter.fingerprint
+    assert summary["eval"]["delta_ci95"] == [0.25, 1.0]
+    assert summary["mlflow"]["params"] == {
+        "lora_r": 8,
+        "learning_rate": 0.002,
+        "method": "lora",
+        "max_steps": 4,
+        "sweep_trials": 3,
+        "objective": "accuracy",
+        "candidate": "trial 0",
+    }
+    assert summary["mlflow"]["metrics"] == {
+        "val_loss": 1.0,
+        "accuracy": 0.875,
+        "base_accuracy": 0.25,
+        "delta_accuracy": 0.625,
+        "tokens_per_second": 10.0,
+        "trainable_parameters": 1000.0,
+    }
+    assert result.mlflow_tags() == {
+        "chosen_trial": "2",
+        "candidate_source": "trial 0",
+        "chosen_trial_run_id": "trial-run",
+    }
+    assert (summary["timings"], summary["cache_hits"]) == ({"ingest": 1.0, "sweep": 9.0}, ["ingest"])
+    assert missing_contract_keys(summary) == []
+
+
+def test_nan_metrics_stay_out_of_mlflow_and_read_n_a_in_the_report(tmp_path):
+    result = finetune_result(tmp_path, tuned_accuracy=math.nan)
+    assert sorted(result.mlflow_metrics()) == ["base_accuracy", "tokens_per_second", "trainable_parameters", "val_loss"]
+    assert number(math.nan) == number(None) == "n/a" and number(0.5) == "0.500"
+    report = render_finetune_report(finetune_summary(result))
+    assert "  fine-tuned           n/a     0.500" in report
+    assert "  registry: support-demo v1 → champion: promoted: no champion yet" in report
+
+
+def test_the_report_shows_each_build_beside_the_adapter_and_why_it_was_not_registered(tmp_path):
+    summary = finetune_summary(finetune_result(tmp_path))
+    assert summary["exports"]["merged"]["registered"] and not summary["exports"]["int8"]["registered"]
+    report = render_finetune_report(summary).splitlines()
+    start = report.index("  build       accuracy    drop   p50 ms   p95 ms     MiB  registered")
+    assert report[start + 1 : start + 4] == [
+        "  adapter        0.875  +0.000     40.0     52.5     9.4  the adapter (above)",
+        "  merged         0.875  +0.000     25.0     30.0     9.0  v2 (champion-merged)",
+        "  int8           0.750  +0.125     20.0     24.0     5.3  accuracy 0.750 vs adapter 0.875 (drop +0.125, "
+        "beyond export.max_metric_drop 0.010)",
+    ]

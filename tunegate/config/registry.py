@@ -1,0 +1,97 @@
+"""The `eval:`, `registry:` and `export:` sections (how the tuned model is scored, when it is promoted, which
+builds are made), and the settings the evaluation and export stages take from them."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from tunegate.config.base import StrictModel, checked_model_name, checked_tracking_uri
+from tunegate.config.data import TaskConfig
+from tunegate.config.train import ModelConfig
+
+
+class EvalConfig(StrictModel):
+    max_rows: int = Field(default=400, ge=1, description="Test rows evaluated (the first N of the test split).")
+    batch_size: int = Field(default=32, ge=1, description="Rows per generation batch.")
+    seed: int = Field(default=0, ge=0, description="Seed of the bootstrap interval.")
+
+
+class RegistryConfig(StrictModel):
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db.",
+    )
+    model_name: str | None = Field(default=None, description="Registered model name; None: the pipeline name.")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri_parses(cls, value: str | None) -> str | None:
+        return None if value is None else checked_tracking_uri(value)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_accepted(cls, value: str | None) -> str | None:
+        return None if value is None else checked_model_name(value)
+
+    min_gain_over_base: float = Field(
+        default=0.05,
+        description="The lower bound of the paired bootstrap 95% interval of (fine-tuned - base) task metric must "
+        "reach this to become champion.",
+    )
+    min_gain_over_champion: float = Field(
+        default=0.0,
+        description="Replacing a champion: the lower bound of the 95% interval of (new - champion) on the same "
+        "test rows must be above this.",
+    )
+    max_generation_drop: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="DPO runs: a model whose own answers (accuracy or ROUGE-L against the chosen replies) are worse "
+        "than the base's by more than this, with the whole 95% interval of the change below -max_generation_drop, "
+        "is not promoted. A policy can win every pair by pushing rejected replies down while its greedy answers "
+        "degrade.",
+    )
+
+
+class ExportConfig(StrictModel):
+    merged: bool = Field(
+        default=False,
+        description="Also export the adapter merged into the base's weights (PEFT merge_and_unload, safetensors): "
+        "one model to serve, no adapter at run time. LoRA/QLoRA only.",
+    )
+    int8: bool = Field(
+        default=False,
+        description="Also export a CPU int8 build: every linear layer of the merged (or fully fine-tuned) weights "
+        "dynamically quantized (torch), registered as merged safetensors that are quantized when loaded.",
+    )
+    max_metric_drop: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="An export is registered only if its task metric on the evaluation's test rows is at most this "
+        "far below the adapter's; otherwise the summary says by how much it missed.",
+    )
+    latency_rows: int = Field(
+        default=32,
+        ge=1,
+        description="Test rows answered one at a time (a request each, greedy) to time every build: p50/p95 ms.",
+    )
+
+
+class EvaluationSettings(StrictModel):
+    """The parts of the config the evaluate stage reads (its cache key is these and the candidate's weights)."""
+
+    model: ModelConfig = Field(description="The base model (the fine-tuned one is compared with it).")
+    task: TaskConfig = Field(description="The task: its labels decide the metric and the rows scored.")
+    evaluation: EvalConfig = Field(description="Rows, batch size and bootstrap seed of the comparison.")
+    home: str = Field(description="Pipeline home (absolute): the evaluation's rows and scores are written under it.")
+    dpo_beta: float | None = Field(
+        default=None,
+        description="A DPO run's beta (its rows are preference pairs, judged by preference accuracy against the "
+        "base); None for SFT.",
+    )
+
+
+class ExportSettings(EvaluationSettings):
+    """What the export stage reads: the evaluation's settings (its rows are scored again) and the exports."""
+
+    export: ExportConfig = Field(description="Which builds to make and the metric drop each may have.")

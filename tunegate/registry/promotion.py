@@ -1,0 +1,143 @@
+"""The gate: whether a candidate becomes `champion` (paired bootstrap intervals of its gain over the base and over
+the current champion, on the same test rows) or stays `challenger`, with a one-line reason that quotes the
+interval; and the champion's per-row scores on the candidate's rows (logged, or measured now from its weights)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunegate.config.registry import RegistryConfig
+from tunegate.evaluation.preference import PREFERENCE_METRIC, pair_scores, reference_logprobs
+from tunegate.evaluation.results import EvalResult, EvaluationOutput
+from tunegate.evaluation.scoring import paired_bootstrap_ci, scores_for_metric
+from tunegate.registry.serving import (
+    GENERATION_DEFAULTS,
+    registered_build,
+    registered_model_answers,
+)
+from tunegate.training.health import HealthReport
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+REASON_TAG = "promotion_reason"
+
+
+def current_champion(client: Any, model_name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_scores_on(
+    client: Any,
+    champion: Any,
+    evaluated: EvaluationOutput,
+    model_name: str,
+    uri: str,
+    trust_remote_code: bool = False,
+) -> np.ndarray:
+    """The champion's per-row task metric on the candidate's test rows: its logged scores if measured on the same
+    rows, else measured now from its weights (never its pickled pyfunc): its generations scored, or (DPO) its
+    preference on each pair against the candidate's reference."""
+    eval_rows = evaluated.rows
+    logged = logged_row_scores(client, champion)
+    if logged is not None and logged["test_fingerprint"] == eval_rows.fingerprint:
+        return np.array(logged["scores"], dtype=float)
+
+    rows, reference = eval_rows.read(), reference_logprobs(evaluated)
+    champion_uri = f"models:/{model_name}/{champion.version}"
+    if reference is None:
+        return scores_for_metric(
+            evaluated.result.task_metric, rows, registered_model_answers(champion_uri, rows, trust_remote_code, uri)
+        )
+    with registered_build(champion_uri, trust_remote_code, uri) as build:
+        return pair_scores(
+            build.model, build.tokenizer, build.prompt_format, rows, reference, GENERATION_DEFAULTS["batch_size"]
+        )
+
+
+def logged_row_scores(client: Any, version: Any) -> dict[str, Any] | None:
+    artifact = (version.tags or {}).get("eval.row_scores")
+    if not artifact or not version.run_id:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(version.run_id, artifact, folder)
+        return json.loads(Path(local).read_text())
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion version and its per-row scores on the candidate's test rows."""
+
+    version: str
+    scores: np.ndarray
+
+
+def promotion_decision(
+    evaluation: EvalResult,
+    base_scores: np.ndarray,
+    tuned_scores: np.ndarray,
+    registry: RegistryConfig,
+    health: HealthReport,
+    champion: Champion | None,
+    seed: int = 0,
+) -> tuple[bool, str]:
+    """(promote?, one-line reason quoting the intervals). Never promotes NaN, no rows, or an unhealthy run."""
+    metric = evaluation.task_metric
+    tuned, base = evaluation.finetuned[metric], evaluation.base[metric]
+    if not len(tuned_scores) or math.isnan(tuned) or math.isnan(base):
+        return False, f"not promoted: no evaluation ({metric} {tuned} vs base {base} on {len(tuned_scores)} rows)"
+    if not health.healthy:
+        return False, f"not promoted: training was unhealthy ({'; '.join(health.issues)})"
+    low, high = paired_bootstrap_ci(base_scores, tuned_scores, seed)
+    gain = (
+        f"{metric} {tuned:.3f} vs base {base:.3f} (gain {tuned - base:+.3f}, 95% CI {low:+.3f} .. {high:+.3f}, "
+        f"lower bound needed {registry.min_gain_over_base:+.3f})"
+    )
+    if low < registry.min_gain_over_base:
+        return False, f"not promoted: {gain}"
+    degraded = degraded_generations(evaluation, registry.max_generation_drop)
+    if degraded:
+        return False, f"not promoted: {gain}, but {degraded}"
+    if champion is None:
+        return True, f"promoted: {gain}; no champion yet"
+    c_low, c_high = paired_bootstrap_ci(champion.scores, tuned_scores, seed)
+    against = (
+        f"champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows "
+        f"(95% CI of the difference {c_low:+.3f} .. {c_high:+.3f}, lower bound must exceed "
+        f"{registry.min_gain_over_champion:+.3f})"
+    )
+    if not c_low > registry.min_gain_over_champion:
+        return False, f"not promoted: {gain}, but vs {against}"
+    return True, f"promoted: {gain}; beats {against}"
+
+
+def degraded_generations(evaluation: EvalResult, max_drop: float) -> str | None:
+    """For preference pairs: why the fine-tuned model's own answers (scored against the chosen replies) are
+    demonstrably worse than the base's in some metric (the whole 95% interval of its change below -max_drop), else
+    None."""
+    if evaluation.task_metric != PREFERENCE_METRIC:
+        return None
+    worse = [
+        f"{name} {evaluation.base[name]:.3f} -> {evaluation.finetuned[name]:.3f} (95% CI of the change {low:+.3f} .. "
+        f"{high:+.3f})"
+        for name, (low, high) in evaluation.generation_ci95.items()
+        if high < -max_drop
+    ]
+    if not worse:
+        return None
+    return (
+        f"its answers against the chosen replies got worse beyond registry.max_generation_drop {max_drop:.3f}: "
+        + "; ".join(worse)
+    )

