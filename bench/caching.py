@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import run_timed, target, write_results
 
-STAGES = ["ingest", "validate", "dedup", "split", "sweep", "train", "evaluate", "register"]
+STAGES = ["ingest", "validate", "dedup", "split", "sweep", "train", "retention", "evaluate", "register"]
 # The evaluation-only change: 200 test rows instead of the demo's 300.
 EVAL_CHANGE = "eval.max_rows=200"
 

@@ -12,9 +12,11 @@ demo's learning-rate range (5e-4..2e-2); every other method searches its own def
 (`tunegate.config.sweep.LEARNING_RATE_RANGES`). Exports are off (they are measured by the pipeline's own report).
 
 Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the mean
-loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the trainable
-parameters, the chosen trial's training tokens/s (real tokens, steady state, as the pipeline measures
-it), the sweep's trial steps, the chosen params and the whole run's wall time on this machine.
+loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the drift from the
+base on the retention prompts (nats/token with its interval, and how often the first 8 answer tokens still match:
+"LoRA learns less and forgets less", measured), the trainable parameters, the chosen trial's training tokens/s
+(real tokens, steady state, as the pipeline measures it), the sweep's trial steps, the chosen params and the whole
+run's wall time on this machine.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from bench.common import RESULTS, run_timed, target, write_results
 METHODS = ("lora", "full", "prompt_tuning", "prefix_tuning", "p_tuning")
 
 
-def run_method(method: str, home: Path) -> dict[str, Any]:
+def run_method(method: str, home: Path, config: str = "deployments/demo_tiny.yaml") -> dict[str, Any]:
     """The pipeline with `method`; one result row from its summary."""
     summary_path = home / "summary.json"
     default_range = [] if method == "lora" else ["sweep.learning_rate_min=null", "sweep.learning_rate_max=null"]
     overrides = [f"home={home}", f"train.method={method}", "export.merged=false", "export.int8=false", *default_range]
-    command = [sys.executable, "-m", "flows.finetune", "--config", "deployments/demo_tiny.yaml"]
+    command = [sys.executable, "-m", "flows.finetune", "--config", config]
     command += [part for override in overrides for part in ("--set", override)]
     seconds, _ = run_timed([*command, "--summary-out", str(summary_path)])
     summary = json.loads(summary_path.read_text())
@@ -50,6 +52,9 @@ def run_method(method: str, home: Path) -> dict[str, Any]:
         f"base {metric}": round(evaluation["base"][metric], 3),
         "gain 95% CI": f"{low:+.3f} .. {high:+.3f}",
         "target loss (base → tuned)": f"{evaluation['base']['loss']:.2f} → {evaluation['finetuned']['loss']:.2f}",
+        # What the method forgot: drift from the base on the retention prompts (tunegate/evaluation/drift.py).
+        "drift nats/token (95% CI)": drift_cell(evaluation.get("drift")),
+        "first 8 tokens match": round(drift["first_tokens_match"], 3) if (drift := evaluation.get("drift")) else None,
         "trainable params": train["trainable_parameters"],
         "train tokens/s": round(train["tokens_per_second"]),
         "trial steps": sweep["trial_steps_total"],
@@ -59,15 +64,26 @@ def run_method(method: str, home: Path) -> dict[str, Any]:
     }
 
 
+def drift_cell(drift: dict[str, Any] | None) -> str:
+    """`0.123 (0.100 .. 0.150)`, or n/a where drift was not measured."""
+    if not drift:
+        return "n/a"
+    low, high = drift["nats_per_token_ci95"]
+    return f"{drift['nats_per_token']:.3f} ({low:.3f} .. {high:.3f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--update", action="store_true", help="keep the committed rows of the other methods")
+    parser.add_argument(
+        "--config", default="deployments/demo_tiny.yaml", help="the pipeline config (deployments/demo.yaml: SmolLM2)"
+    )
     args = parser.parse_args()
     measured = {}
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as scratch:
         for method in args.methods:
-            measured[method] = run_method(method, Path(scratch) / method)
+            measured[method] = run_method(method, Path(scratch) / method, args.config)
             print(json.dumps(measured[method]), flush=True)
     committed = json.loads((RESULTS / "methods.json").read_text())["rows"] if args.update else []
     kept = {row["method"]: row for row in committed}

@@ -1,6 +1,7 @@
 """The whole DAG: data stages → the base (a registered version merged into whole weights) → Optuna sweep at the
-shipped budget → the best trial as candidate → evaluation vs base → merged/int8 exports scored and timed → MLflow
-registration gated on the bootstrap interval, then the exports that kept the adapter's metric.
+shipped budget → the best trial as candidate → evaluation vs base, and drift from it on general instructions →
+merged/int8 exports scored and timed → MLflow registration gated on the bootstrap intervals (gain and drift), then
+the exports that kept the adapter's metric.
 
 python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
 """
@@ -16,7 +17,7 @@ from prefect.runtime import flow_run
 
 from flows.prepare_data import prepare_data
 from tasks.base_model import resolve_base_model
-from tasks.evaluate import evaluate_final_model
+from tasks.evaluate import answer_retention_prompts, evaluate_final_model
 from tasks.export import export_builds
 from tasks.register import register_exports, register_model
 from tasks.sweep import run_sweep, study_for
@@ -53,8 +54,14 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
     log_study_plots(study, trials.plan, tracking, Path(trials.home) / "sweeps" / study.name)
     job = TrainingJob.for_candidate(config, data.split)
     trained = stages.run("train", train_candidate, chosen=sweep.chosen, job=job, sweep=config.sweep, tracking=tracking)
+    retention = stages.run("retention", answer_retention_prompts, settings=config.retention_settings())
     evaluated = stages.run(
-        "evaluate", evaluate_final_model, adapter=trained.adapter, test=data.split.test, settings=config.evaluation()
+        "evaluate",
+        evaluate_final_model,
+        adapter=trained.adapter,
+        test=data.split.test,
+        settings=config.evaluation(),
+        retention=retention,
     )
     builds = stages.run(
         "export", export_builds, adapter=trained.adapter, evaluated=evaluated, settings=config.export_settings()

@@ -81,6 +81,7 @@ def register_model(
         f"eval.base.{evaluation.task_metric}": f"{evaluation.base[evaluation.task_metric]:.6f}",
         "eval.row_scores": log_row_scores(client, tracking.parent_run_id, version, eval_rows, scores["finetuned"]),
         "healthy": str(health.healthy).lower(),
+        **({"eval.drift_nats_per_token": f"{evaluation.drift.nats_per_token:.6f}"} if evaluation.drift else {}),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(model_name, version, key, value)
@@ -98,7 +99,7 @@ def register_model(
             scores["finetuned"].to_numpy(),
             registry,
             health,
-            Champion(version=str(champion.version), scores=champion_scores) if champion else None,
+            Champion.of(champion, champion_scores) if champion else None,
         )
         alias = CHAMPION if promoted else CHALLENGER
         client.set_registered_model_alias(model_name, alias, version)

@@ -59,7 +59,7 @@ def shared_state() -> Iterator[dict]:
 def test_trials_on_dask_share_a_postgresql_study_and_the_model_is_served_by_the_tracking_server(
     tmp_path,
     shared_state,
-    dask_cluster,  # noqa: F811 (the fixture imported above)
+    dask_cluster,
 ):
     import optuna
 

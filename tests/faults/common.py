@@ -20,6 +20,7 @@ TINY = [
     "train.max_eval_rows=32",
     "train.health.min_loss_drop=0.0",
     "eval.max_rows=24",
+    "eval.retention.rows=16",
     "registry.min_gain_over_base=-1.0",
 ]
 

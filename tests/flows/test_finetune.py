@@ -28,6 +28,7 @@ ALL_STAGES = [
     "split",
     "sweep",
     "train",
+    "retention",
     "evaluate",
     "export",
     "register",
@@ -75,6 +76,12 @@ def test_summary_has_every_contract_key(tiny_runs):
     assert adapter["task_metric"] == merged["task_metric"] == first["eval"]["finetuned"]["accuracy"]
     assert (merged["version"], merged["alias"], int8["quantization"]) == ("2", "champion-merged", "int8_dynamic")
     assert int8["registered"] == (int8["metric_drop"] <= 0.01)
+    # Drift from the base on 16 shipped retention prompts, with its interval, gated by registry.max_drift.
+    drift = first["eval"]["drift"]
+    assert (drift["rows"], drift["match_tokens"]) == (16, 8)
+    low, high = drift["nats_per_token_ci95"]
+    assert low <= drift["nats_per_token"] <= high and 0.0 <= drift["first_tokens_match"] <= 1.0
+    assert f"drift {drift['nats_per_token']:.3f} nats/token" in first["registry"]["reason"]
 
 
 def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_runs):
@@ -108,6 +115,10 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
         "base_likelihood_accuracy",
         "base_likelihood_macro_f1",
         "delta_accuracy",
+        "drift_first_tokens_match",
+        "drift_nats_per_token",
+        "drift_nats_per_token_ci95_high",
+        "drift_nats_per_token_ci95_low",
         "likelihood_accuracy",
         "likelihood_macro_f1",
         "tokens_per_second",
@@ -116,6 +127,7 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
     ]
     assert parent.data.metrics["accuracy"] == first["eval"]["finetuned"]["accuracy"]
     assert parent.data.metrics["base_likelihood_accuracy"] == first["eval"]["base"]["likelihood_accuracy"]
+    assert parent.data.metrics["drift_nats_per_token"] == first["eval"]["drift"]["nats_per_token"]
     assert "sweep/sweep_report.html" in [a.path for a in client.list_artifacts(parent.info.run_id, "sweep")]
 
 

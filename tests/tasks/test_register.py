@@ -2,26 +2,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from tests.conftest import REPO
-from tests.fixtures.registry import BASE_MODEL, lora_adapter, register, wait_for_version
-from tunegate.config.loading import load_config
-from tunegate.core.refs import AdapterRef, write_table
+from tests.fixtures.registry import BASE_MODEL, register, wait_for_version
+from tunegate.core.refs import AdapterRef
 from tunegate.registry.versions import registry_lock
-from tunegate.runtime.tracking import mlflow_client, open_pipeline_run
+from tunegate.runtime.tracking import mlflow_client
 
 # --- Concurrent registrations against one real MLflow registry (SQLite) and the real Prefect server ---
-
-
-@pytest.fixture
-def registry_setup(tmp_path):
-    config = load_config(REPO / "deployments" / "demo_tiny.yaml", [f"home={tmp_path}"])
-    tracking = open_pipeline_run(config, "flow-run-id", "concurrent-test", "data-fp")
-    assert tracking.uri == f"sqlite:///{tmp_path / 'mlflow.db'}"  # no store leaks in from an earlier test
-    rows = write_table(pd.DataFrame({"prompt": ["a"] * 10, "completion": ["billing"] * 10}), tmp_path / "test.parquet")
-    adapters = [lora_adapter(tmp_path / f"adapter-{seed}", seed) for seed in (1, 2)]
-    return config, tracking, rows, adapters
 
 
 def test_two_registrations_at_once_get_distinct_versions_and_the_champion_ends_on_the_better(registry_setup):

@@ -14,7 +14,15 @@ from pydantic import Field, field_validator, model_validator
 
 from tunegate.config.base import StrictModel
 from tunegate.config.data import DataConfig, TaskConfig
-from tunegate.config.registry import EvalConfig, EvaluationSettings, ExportConfig, ExportSettings, RegistryConfig
+from tunegate.config.registry import (
+    EvalConfig,
+    EvaluationSettings,
+    ExportConfig,
+    ExportSettings,
+    RegistryConfig,
+    RetentionSettings,
+    retention_path,
+)
 from tunegate.config.sweep import SweepConfig
 from tunegate.config.train import VIRTUAL_TOKEN_METHODS, ModelConfig, TrainConfig
 
@@ -155,6 +163,19 @@ class PipelineConfig(StrictModel):
             evaluation=self.eval,
             home=str(self.home_path()),
             dpo_beta=self.train.dpo_beta if self.train.objective == "dpo" else None,
+        )
+
+    def retention_settings(self) -> RetentionSettings:
+        """What the retention stage reads (the retention file's fingerprint makes an edited file a new set)."""
+        from tunegate.core.fingerprint import fingerprint_file
+
+        path = retention_path(self.eval.retention)
+        return RetentionSettings(
+            model=self.model,
+            retention=self.eval.retention,
+            retention_fingerprint=fingerprint_file(path) if self.eval.retention.rows and Path(path).is_file() else "",
+            batch_size=self.eval.batch_size,
+            home=str(self.home_path()),
         )
 
     def export_settings(self) -> ExportSettings:

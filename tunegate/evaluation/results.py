@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tunegate.core.refs import TableRef
+from tunegate.evaluation.drift import DriftResult
 
 
 class Predictions(BaseModel):
@@ -43,6 +44,8 @@ class EvalResult(BaseModel):
     # Per-row task-metric scores (row order), for the gate's paired intervals; kept out of the summary JSON.
     base_scores: list[float] = Field(default_factory=list, exclude=True)
     finetuned_scores: list[float] = Field(default_factory=list, exclude=True)
+    # Drift from the base on the retention prompts (`drift.py`); None when eval.retention.rows is 0.
+    drift: DriftResult | None = None
     # Free text: per-row exact match of (base, fine-tuned), beside ROUGE-L; kept out of the summary JSON.
     exact_scores: tuple[list[float], list[float]] | None = Field(default=None, exclude=True)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tunegate.config.registry import RegistryConfig
+from tunegate.evaluation.drift import describe_drift, too_much_drift
 from tunegate.evaluation.preference import PREFERENCE_METRIC, pair_scores, reference_logprobs
 from tunegate.evaluation.results import EvalResult, EvaluationOutput
 from tunegate.evaluation.scoring import paired_bootstrap_ci, scores_for_metric
@@ -82,6 +83,13 @@ class Champion:
 
     version: str
     scores: np.ndarray
+    drift: float | None = None  # its drift from its base (nats/token), when its registration measured one
+
+    @classmethod
+    def of(cls, version: Any, scores: np.ndarray) -> Champion:
+        """The champion's MLflow model version with its per-row scores on the candidate's rows."""
+        drift = (version.tags or {}).get("eval.drift_nats_per_token")
+        return cls(version=str(version.version), scores=scores, drift=float(drift) if drift is not None else None)
 
 
 def promotion_decision(
@@ -107,14 +115,19 @@ def promotion_decision(
     )
     if low < registry.min_gain_over_base:
         return False, f"not promoted: {gain}"
-    degraded = degraded_generations(evaluation, registry.max_generation_drop)
+    degraded = degraded_generations(evaluation, registry.max_generation_drop) or too_much_drift(
+        evaluation.drift, registry.max_drift
+    )
     if degraded:
         return False, f"not promoted: {gain}, but {degraded}"
+    if evaluation.drift is not None:
+        gain += f"; drift {describe_drift(evaluation.drift)}"
     if champion is None:
         return True, f"promoted: {gain}; no champion yet"
     c_low, c_high = paired_bootstrap_ci(champion.scores, tuned_scores, seed)
+    champion_drift = f", drift {champion.drift:.3f} nats/token" if champion.drift is not None else ""
     against = (
-        f"champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows "
+        f"champion v{champion.version} {float(np.mean(champion.scores)):.3f} on these rows{champion_drift} "
         f"(95% CI of the difference {c_low:+.3f} .. {c_high:+.3f}, lower bound must exceed "
         f"{registry.min_gain_over_champion:+.3f})"
     )

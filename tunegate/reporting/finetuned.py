@@ -82,6 +82,14 @@ class FinetuneResult(BaseModel):
         for name in ("likelihood_accuracy", "likelihood_macro_f1"):  # labelled tasks: the fair score of the base
             if name in evaluation.finetuned:
                 metrics |= {name: evaluation.finetuned[name], f"base_{name}": evaluation.base[name]}
+        if evaluation.drift is not None:  # what the candidate forgot: its drift from the base on general prompts
+            low, high = evaluation.drift.nats_per_token_ci95
+            metrics |= {
+                "drift_nats_per_token": evaluation.drift.nats_per_token,
+                "drift_nats_per_token_ci95_low": low,
+                "drift_nats_per_token_ci95_high": high,
+                "drift_first_tokens_match": evaluation.drift.first_tokens_match,
+            }
         return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
     def close_mlflow_run(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tunegate.config.search_space import describe_params, formatted_params
 from tunegate.core.secrets import redact
+from tunegate.evaluation.drift import DriftResult, describe_drift
 from tunegate.registry.results import ExportResult
 from tunegate.reporting.data_report import ACCOUNTING_KEYS, data_summary, render_data_report
 from tunegate.reporting.finetuned import FinetuneResult
@@ -54,6 +55,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "per_label_f1": evaluation.per_label_f1,
             "examples": evaluation.examples,
             **({"generation_ci95": evaluation.generation_ci95} if evaluation.generation_ci95 else {}),
+            **({"drift": evaluation.drift.model_dump(mode="json")} if evaluation.drift else {}),
         },
         "registry": result.registered.model_dump(),
         "exports": export_summary(result.exports),
@@ -146,6 +148,8 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
     ]
     if evaluation.get("generation_ci95"):
         lines.append(f"  {generation_change(evaluation)}")
+    if evaluation.get("drift"):
+        lines.append(f"  {drift_line(evaluation['drift'])}")
     if evaluation["per_label_f1"]:
         per_label = ", ".join(f"{label} {number(f1)}" for label, f1 in evaluation["per_label_f1"].items())
         lines.append(f"  F1 per label: {per_label}")
@@ -158,6 +162,11 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
     ]
     return "\n".join(lines)
+
+
+def drift_line(drift: dict[str, Any]) -> str:
+    """`drift from the base: 0.123 nats/token (95% CI …), first 8 tokens match 0.870 on 100 retention prompts`."""
+    return f"drift from the base: {describe_drift(DriftResult.model_validate(drift))} (retention prompts)"
 
 
 def base_line(base: dict[str, Any]) -> str:
@@ -245,6 +254,8 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
     per_label = "\n".join(f"| {label} | {number(f1)} |" for label, f1 in evaluation["per_label_f1"].items())
     per_label_table = f"\n| label | F1 |\n|---|---|\n{per_label}\n" if per_label else ""
     generation_markdown = f"{generation_change(evaluation)}.\n" if evaluation.get("generation_ci95") else ""
+    if evaluation.get("drift"):  # what the candidate forgot (what it measures: tunegate/evaluation/drift.py)
+        generation_markdown += f"\nDrift {drift_line(evaluation['drift']).removeprefix('drift ')}.\n"
     chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
     return f"""# Fine-tuning run
 

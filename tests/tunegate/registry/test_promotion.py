@@ -3,7 +3,7 @@ the reason quoting them."""
 
 import numpy as np
 
-from tests.fixtures.registry import evaluation, scores
+from tests.fixtures.registry import drifted, evaluation, scores
 from tunegate.config.registry import RegistryConfig
 from tunegate.evaluation.results import EvalResult
 from tunegate.evaluation.scoring import paired_bootstrap_ci
@@ -98,3 +98,30 @@ def test_a_dpo_model_whose_own_answers_are_demonstrably_worse_is_not_promoted_wh
         "needed +0.050); no champion yet",
     )
     assert promotion_decision(evaluation, base, tuned, RegistryConfig(max_generation_drop=0.03), HEALTHY, None)[0]
+
+
+def test_a_candidate_that_drifted_past_max_drift_is_not_promoted_and_the_reason_quotes_the_interval():
+    base, tuned = scores(0), scores(16)
+    low, high = paired_bootstrap_ci(base, tuned, 0)
+    gain = f"accuracy 0.800 vs base 0.000 (gain +0.800, 95% CI {low:+.3f} .. {high:+.3f}, lower bound needed +0.050)"
+    far = evaluation(base, tuned).model_copy(update={"drift": drifted(1.2, 1.6)})
+    assert promotion_decision(far, base, tuned, RegistryConfig(), HEALTHY, None) == (
+        False,
+        f"not promoted: {gain}, but it drifted from the base by 1.400 nats/token on 100 retention prompts "
+        "(95% CI 1.200 .. 1.600, above registry.max_drift 1.000)",
+    )
+    # With the gate off the same candidate is promoted, its drift stated; a near one passes the default gate.
+    assert promotion_decision(far, base, tuned, RegistryConfig(max_drift=None), HEALTHY, None)[0]
+    near = evaluation(base, tuned).model_copy(update={"drift": drifted(0.1, 0.3)})
+    assert promotion_decision(near, base, tuned, RegistryConfig(), HEALTHY, None) == (
+        True,
+        f"promoted: {gain}; drift 0.200 nats/token (95% CI 0.100 .. 0.300), first 8 tokens match 0.500 on 100 "
+        "prompts; no champion yet",
+    )
+
+
+def test_a_champion_comparison_states_the_drift_of_both():
+    near = evaluation(scores(0), scores(20)).model_copy(update={"drift": drifted(0.1, 0.3)})
+    champion = Champion(version="3", scores=scores(10), drift=0.45)
+    promoted, reason = promotion_decision(near, scores(0), scores(20), RegistryConfig(), HEALTHY, champion)
+    assert promoted and "drift 0.200 nats/token" in reason and "champion v3 0.500 on these rows, drift 0.450" in reason
