@@ -37,8 +37,10 @@ demo-dpo: demo
 # Two pytest-xdist workers, one torch thread each, a test file's tests on one worker (their module fixtures, such
 # as the whole-DAG runs of tests/flows, are shared as in a serial run): 889 s of pytest on 2 cores (2026-12-03, with
 # the real-base tests: SmolLM2 from a .gguf file end to end, Gemma fetched and trained, a pinned SmolLM2 curve).
-# `make base` first: the suite trains the real default base, fetched by the command a user runs.
+# `make base` first: the suite trains the real default base, fetched by the command a user runs. The system packages
+# some tests start (PostgreSQL, Chromium) are installed where missing (scripts/system-packages, one line if it does).
 test: base
+	scripts/system-packages
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The fast loop (< 1 minute on 2 cores): everything but whole-DAG runs, real-process faults and services,

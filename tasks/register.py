@@ -25,9 +25,9 @@ from tunegate.registry.promotion import (
     CHAMPION,
     REASON_TAG,
     Champion,
-    champion_scores_on,
     current_champion,
     promotion_decision,
+    readable_champion,
 )
 from tunegate.registry.results import ExportResult, RegistryResult
 from tunegate.registry.versions import (
@@ -88,10 +88,8 @@ def register_model(
     with registry_lock(model_name):
         champion = current_champion(client, model_name)
         champion = champion if champion is None or str(champion.version) != version else None
-        champion_scores = (
-            champion_scores_on(client, champion, evaluated, model_name, tracking.uri, model.trust_remote_code)
-            if champion
-            else None
+        champion, champion_scores, unavailable = readable_champion(
+            client, champion, evaluated, model_name, tracking.uri, model.trust_remote_code
         )
         promoted, reason = promotion_decision(
             evaluation,
@@ -101,6 +99,8 @@ def register_model(
             health,
             Champion.of(champion, champion_scores) if champion else None,
         )
+        if unavailable:
+            reason = f"{reason}; {unavailable}"
         alias = CHAMPION if promoted else CHALLENGER
         client.set_registered_model_alias(model_name, alias, version)
         # Written last: a version without a reason is one whose registration did not finish.

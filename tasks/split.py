@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import task
 
 from tunegate.config.data import DedupConfig, SplitConfig
+from tunegate.core.errors import InputError
 from tunegate.core.fingerprint import fingerprint_value
 from tunegate.core.refs import TableRef, write_table
 from tunegate.data.near_duplicates import (
@@ -43,6 +44,7 @@ def split_rows(kept: TableRef, split: SplitConfig, dedup: DedupConfig, home: str
     pairs = similar_pairs(sets, dedup.threshold, dedup.num_perm, dedup.seed + GROUPING_SEED_OFFSET)
     groups = cluster_first_members(pairs, len(rows))
     assignment = assign_groups(groups, strata(rows), split)
+    check_every_split_has_rows(assignment, split)
     leaks = rows_with_near_duplicate_in_train(sets, assignment, dedup)
     written = {
         name: write_table(rows.loc[assignment == name].reset_index(drop=True), out_dir / f"{name}.parquet")
@@ -52,6 +54,22 @@ def split_rows(kept: TableRef, split: SplitConfig, dedup: DedupConfig, home: str
         **written,
         test_train_near_duplicates=leaks,
         groups_with_several_rows=int((np.bincount(groups, minlength=len(rows)) > 1).sum()),
+    )
+
+
+def check_every_split_has_rows(assignment: np.ndarray, split: SplitConfig) -> None:
+    """A split with no rows is known here, before any training: a sweep without val rows or an evaluation without
+    test rows cannot judge a model (a 0-test-row split trained the whole sweep, then registered "no evaluation")."""
+    counts = {name: int((assignment == name).sum()) for name in SPLITS}
+    empty = [name for name in SPLITS if counts[name] == 0]
+    if not empty:
+        return
+    fractions = ", ".join(
+        f"data.split.{name}_fraction={getattr(split, f'{name}_fraction')}" for name in empty if name != "train"
+    )
+    raise InputError(
+        f"data.split leaves no {' and no '.join(empty)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())} "
+        f"of {len(assignment)} kept rows); raise {fractions or 'the share of train rows'}"
     )
 
 

@@ -176,6 +176,7 @@ def run_sweep(
             record_outcome(optuna_study, trial, state.result())
             finished, description = sweep_progress(optuna_study, sweep.n_trials, plan)
             progress.update(finished, sweep.n_trials, description)
-    return summarize_study(optuna_study, study.name, study.storage, plan).model_copy(
+    rates = sweep.learning_rate_range(job.recipe.method, job.recipe.objective)
+    return summarize_study(optuna_study, study.name, study.storage, plan, rates).model_copy(
         update={"trials_run": trials_run, "stopped_by_timeout": timed_out}
     )

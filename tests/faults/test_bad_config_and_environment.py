@@ -3,6 +3,8 @@ a missing permission is one line naming the path, with no retries and no torn fi
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shlex
 import subprocess
@@ -14,9 +16,12 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from flows.prepare_data import prepare_data
-from tests.conftest import REPO
-from tests.faults.common import cli_command
+from tasks.ingest import fingerprint_sources, ingest_sources
+from tests.conftest import DEMO_DATA, REPO
+from tests.faults.common import TINY, cli_command
+from tests.faults.common import run_cli as run_fault_cli
 from tunegate.cli import run_cli
+from tunegate.config.data import SourceConfig
 from tunegate.core.errors import InputError
 from tunegate.data.readers import open_source_bytes
 from tunegate.reporting.data_report import render_data_report
@@ -78,6 +83,18 @@ CASES = {
         "--set data.dedup.threshold.low: data.dedup.threshold is a value (0.85), not a section",
     ),
 }
+
+
+def test_a_split_that_leaves_no_test_rows_is_one_line_and_exit_2_before_training(tmp_path, capsys):
+    """A test fraction too small for the data (0.0001 of each label's rows rounds to 0): known at the split, before
+    the sweep."""
+    argv = ["--config", CONFIG, "--set", f"home={tmp_path / 'home'}", "--set", "data.split.test_fraction=0.0001"]
+    assert run_cli(prepare_data, render_data_report, "", argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: data.split leaves no test rows (train ") and line.endswith(
+        "raise data.split.test_fraction=0.0001"
+    )
+    assert ", test 0 of " in line
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -173,3 +190,63 @@ def test_a_file_that_grows_while_read_is_refused(tmp_path):
     assert str(refused).startswith(f"{growing}: the file changed while it was read (")
     assert str(refused).endswith("bytes); point the config at a finished file")
     assert pd.read_json(growing, lines=True).shape[1] == 2
+
+
+@pytest.mark.slow  # a whole sweep of two diverging trials in a CLI process (~40 s)
+def test_a_sweep_where_every_trial_diverged_is_exit_2_naming_the_trials_and_the_rate_to_lower(tmp_path):
+    rates = ["sweep.learning_rate_min=50", "sweep.learning_rate_max=100", "sweep.pruner=none", "sweep.n_trials=2"]
+    code, stderr, summary = run_fault_cli(
+        "finetune", tmp_path / "home", tmp_path / "prefect", *TINY, *rates, session_server=True
+    )
+    assert code == 2
+    (line,) = stderr.splitlines()  # one line: no library warning before it
+    assert line.startswith("error: study support-demo-") and line.endswith(
+        "none of 2 trials completed healthy (non_finite_loss: trials 0, 1); lower sweep.learning_rate_max "
+        "(now 5.0e+01 .. 1.0e+02): the loss diverged"
+    )
+    assert summary["status"] == "failed"
+
+
+def ingest_tickets(tmp_path, content: str):
+    """The ingest stage (both tasks, through Prefect) on a copy of the demo tickets CSV with `content`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "tickets.csv"
+    path.write_text(content, encoding="utf-8")
+    source = SourceConfig(path=str(path), columns={"text": "prompt", "category": "completion"}, labelled=True)
+    pinned = fingerprint_sources([source])
+    result = ingest_sources([source], pinned, str(tmp_path / "home"))
+    quarantined = [json.loads(line) for line in open(result.rejected_path, encoding="utf-8")]
+    return result, quarantined
+
+
+TICKETS = (DEMO_DATA / "tickets.csv").read_text(encoding="utf-8")
+
+
+def test_an_oversized_csv_field_is_quarantined_with_its_line_and_the_rows_after_it_are_read(tmp_path):
+    clean, clean_quarantine = ingest_tickets(tmp_path / "clean", TICKETS)
+    lines = TICKETS.splitlines(keepends=True)
+    oversized = f'"{"x" * 200_000}",billing\n'
+    result, quarantined = ingest_tickets(tmp_path / "big", "".join([*lines[:50], oversized, *lines[50:]]))
+    assert result.rows_read == clean.rows_read + 1 and result.rejected == clean.rejected + 1
+    assert [r["checks"] for r in quarantined if r["source_line"] == 51] == [
+        ["unreadable CSV record: field larger than field limit (131072)"]
+    ]
+    assert [r["checks"] for r in clean_quarantine if r["source_line"] == 51] == []
+
+
+def test_a_stray_quote_costs_only_its_own_line(tmp_path):
+    """`"unterminated quote ticket,billing` after line 101: that line is quarantined with the reason, and the valid
+    ticket after it is read (it was swallowed into the broken record: rows_read stayed what the clean file read)."""
+    clean, clean_quarantine = ingest_tickets(tmp_path / "clean", TICKETS)
+    lines = TICKETS.splitlines(keepends=True)
+    stray = '"unterminated quote ticket,billing\n'
+    result, quarantined = ingest_tickets(tmp_path / "stray", "".join([*lines[:101], stray, *lines[101:]]))
+    assert result.rows_read == clean.rows_read + 1 and result.rejected == clean.rejected + 1
+    assert [r["checks"] for r in quarantined if r["source_line"] == 102] == [
+        ["unterminated quote: this line opens a quoted field that never closes on it"]
+    ]
+    assert [r["checks"] for r in clean_quarantine if r["source_line"] == 102] == []
+    canonical = result.canonical.read()
+    after = canonical[canonical["source_line"] == 103]
+    expected = next(csv.reader([lines[101]]))
+    assert after["prompt"].tolist() == [expected[0]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -283,6 +284,21 @@ def test_a_version_stranded_by_a_dead_run_gets_a_reason_from_the_next_registrati
         "not promoted: the run that registered it ended KILLED before the decision",
     )
     assert len(client.search_model_versions("name = 'concurrent-model'")) == 2
+
+
+@pytest.mark.slow
+def test_a_champion_whose_artifacts_are_gone_leaves_the_next_version_judged_against_the_base(registry_setup):
+    """`rm -rf <home>/mlartifacts` after v1 became champion: v2 cannot read v1's row scores; it is judged against the
+    base, the reason says the champion was unavailable, and it gets an alias (never a version without one)."""
+    config, tracking, rows, (adapter, other_adapter) = registry_setup
+    assert register(config, tracking, rows, adapter, 5).aliases == ["champion"]
+    shutil.rmtree(Path(config.home) / "mlartifacts")
+    second = register(config, tracking, rows, other_adapter, 10)
+    assert (second.version, second.aliases, second.promoted) == ("2", ["champion"], True)
+    assert second.reason.startswith("promoted: accuracy 1.000 vs base 0.000")
+    assert "; champion v1 unavailable (" in second.reason and second.reason.endswith("): judged against the base")
+    client = mlflow_client(tracking.uri)
+    assert client.get_model_version("concurrent-model", "2").tags["promotion_reason"] == second.reason
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def check_no_passwords(document: dict[str, Any], config_path: Path) -> None:
 
     for (section, field), variable in URL_FIELDS.items():
         value = (document.get(section) or {}).get(field) if isinstance(document.get(section), dict) else None
-        if isinstance(value, str) and "://" in value and urlsplit(value).password:
+        if isinstance(value, str) and "://" in value and (urlsplit(value).password or redact(value) != value):
             raise InputError(
                 f"{config_path}: {section}.{field} holds a password ({redact(value)}); keep secrets out of config "
                 f"files: drop it from the URL and set {variable} in the environment"

@@ -1,5 +1,6 @@
-"""Passwords never leave the process: URIs are shown as `postgresql://me:***@db/optuna` in the summary, the
-terminal, the debug log, MLflow params and tags, and Prefect artifacts. The real URI is used only to connect."""
+"""Passwords never leave the process: URIs are shown as `postgresql://me:***@db/optuna` (or `…?password=***`) in the
+summary, the terminal, the debug log, MLflow params and tags, and Prefect artifacts. The real URI is used only to
+connect."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from typing import Any
 
 # scheme://user:password@ — the password is everything up to the last '@' of the authority (it may contain ':').
 CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>[^/\s]*)@")
+# ?password=…, &api_key=…, ;access_token=…: a query parameter whose name ends like a secret's (libpq and SQLAlchemy
+# take a password there, HTTP services a token; `keyword=` is not one); its value runs to the next separator.
+SECRET_PARAMETER = re.compile(
+    r"(?P<head>[?&;][^=&;#\s]*(?:password|passwd|pwd|secret|token|key|credentials?)=)(?P<value>[^&;#\s]+)",
+    re.IGNORECASE,
+)
 REDACTED = "***"
 
 
 def redact(text: str) -> str:
-    """`text` with the password of every URI in it replaced by ***."""
-    return CREDENTIALS.sub(lambda match: f"{match['head']}:{REDACTED}@", text)
+    """`text` with the password of every URI in it (user info, or a query parameter named like a secret) replaced
+    by ***."""
+    text = CREDENTIALS.sub(lambda match: f"{match['head']}:{REDACTED}@", text)
+    return SECRET_PARAMETER.sub(lambda match: f"{match['head']}{REDACTED}", text)
 
 
 def redact_value(value: Any) -> Any:

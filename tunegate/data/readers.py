@@ -9,6 +9,7 @@ import gc
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,21 +167,72 @@ def read_json_array_records(source: SourceConfig, text: str) -> Iterator[RawReco
 
 
 def read_csv_records(source: SourceConfig, text: str) -> Iterator[RawRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    """The records of a CSV file with the line each starts on. A record the parser cannot read (a field over the
+    csv module's limit) and a line whose stray quote would swallow the lines after it are quarantined alone, and
+    reading goes on at the next line: one broken line never costs the valid rows behind it."""
+    lines = PhysicalLines(list(io.StringIO(text, newline="")))
+    reader = csv.reader(lines)
     header = next(reader)
     check_csv_header(source, header)
-    line_start = reader.line_num + 1
-    for values in reader:
-        line = line_start
-        line_start = reader.line_num + 1
+    while lines.position < len(lines.items):
+        start = lines.position
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the parser gave up on this record: quarantine its first line, go on after it
+            lines.position, reader = start + 1, csv.reader(lines)
+            yield RawRecord(start + 1, None, json.dumps(lines.items[start][:300]), f"unreadable CSV record: {exc}")
+            continue
+        if lines.position - start > 1 and swallowed_lines(lines.items[start : lines.position], len(header)):
+            lines.position, reader = start + 1, csv.reader(lines)
+            problem = "unterminated quote: this line opens a quoted field that never closes on it"
+            yield RawRecord(start + 1, None, json.dumps(lines.items[start][:300]), problem)
+            continue
         if not values:
             continue
         raw = json.dumps(values, ensure_ascii=False)
         if len(values) != len(header):
             problem = f"expected {len(header)} fields ({', '.join(header)}), got {len(values)}"
-            yield RawRecord(line, None, raw, problem)
+            yield RawRecord(start + 1, None, raw, problem)
             continue
-        yield RawRecord(line, dict(zip(header, values, strict=True)), raw)
+        yield RawRecord(start + 1, dict(zip(header, values, strict=True)), raw)
+
+
+class PhysicalLines:
+    """A file's lines as an iterator the csv module reads from, whose position says where each record ended (a
+    fresh reader per record starts exactly at a line)."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items, self.position = items, 0
+
+    def __iter__(self) -> PhysicalLines:
+        return self
+
+    def __next__(self) -> str:
+        if self.position >= len(self.items):
+            raise StopIteration
+        self.position += 1
+        return self.items[self.position - 1]
+
+
+# One well-formed CSV field: quoted (quotes inside doubled) or unquoted without any quote; a whole record is these
+# separated by commas. A real continuation of a quoted field holds its closing quote mid-field, which this refuses.
+CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^",\r\n]*)'
+WELL_FORMED_RECORD = re.compile(rf"{CSV_FIELD}(?:,{CSV_FIELD})*\r?\n?")
+
+
+def swallowed_lines(record_lines: list[str], fields: int) -> bool:
+    """Whether a record that spans lines is a stray quote swallowing the records after it, not a quoted field with
+    line breaks: every line after the first is, alone, a well-formed record with the header's field count (the
+    last one may instead open a quoted field of its own). A real quoted field's last line holds the closing quote
+    mid-field, which alone is not well-formed."""
+
+    def whole_record(line: str) -> bool:
+        return WELL_FORMED_RECORD.fullmatch(line) is not None and len(next(csv.reader([line]), [])) == fields
+
+    *middle, last = record_lines[1:]
+    return all(whole_record(line) for line in middle) and (whole_record(last) or last.startswith('"'))
 
 
 def check_csv_header(source: SourceConfig, header: list[str]) -> None:

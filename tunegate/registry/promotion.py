@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tunegate.config.registry import RegistryConfig
+from tunegate.core.errors import one_line
 from tunegate.evaluation.drift import describe_drift, too_much_drift
 from tunegate.evaluation.preference import PREFERENCE_METRIC, pair_scores, reference_logprobs
 from tunegate.evaluation.results import EvalResult, EvaluationOutput
@@ -23,6 +24,7 @@ from tunegate.registry.serving import (
     registered_build,
     registered_model_answers,
 )
+from tunegate.runtime.stages import run_logger
 from tunegate.training.health import HealthReport
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -66,6 +68,23 @@ def champion_scores_on(
         return pair_scores(
             build.model, build.tokenizer, build.prompt_format, rows, reference, GENERATION_DEFAULTS["batch_size"]
         )
+
+
+def readable_champion(
+    client: Any, champion: Any | None, evaluated: EvaluationOutput, model_name: str, uri: str, trust_remote_code: bool
+) -> tuple[Any | None, Any, str | None]:
+    """(champion, its per-row scores on the candidate's rows, why it could not be read): a champion whose logged
+    scores or weights are gone (its artifacts deleted) cannot be compared with, so the candidate is judged against
+    the base alone and the reason says so; the version is never left without an alias and a reason."""
+    from mlflow.exceptions import MlflowException
+
+    if champion is None:
+        return None, None, None
+    try:
+        return champion, champion_scores_on(client, champion, evaluated, model_name, uri, trust_remote_code), None
+    except (MlflowException, OSError) as exc:
+        run_logger().warning("champion v%s cannot be read: %s", champion.version, one_line(exc))
+        return None, None, f"champion v{champion.version} unavailable ({one_line(exc)[:160]}): judged against the base"
 
 
 def logged_row_scores(client: Any, version: Any) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tunegate.config.search_space import ordered_params
+from tunegate.core.errors import InputError
 from tunegate.core.refs import AdapterRef
 from tunegate.runtime.progress import sweep_description
 from tunegate.runtime.stages import run_logger
@@ -184,24 +185,45 @@ def finished_trials(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
-class NoCompleteTrial(RuntimeError):
-    """Every trial was pruned or unhealthy: there is no candidate to evaluate."""
+class NoCompleteTrial(InputError):
+    """Every trial was pruned or unhealthy: there is no candidate to evaluate. The search is the user's to change
+    (exit 2, one line), not a bug."""
 
 
-def summarize_study(study: Any, name: str, storage: str, plan: TrainingPlan) -> SweepResult:
+# Health issues that say the rate was too high for the model: the knob is the top of the rate range.
+DIVERGED = ("non_finite_loss", "grad_norm_spikes")
+
+
+def no_complete_trial(name: str, trials: list[Any], rate_range: tuple[float, float] | None) -> NoCompleteTrial:
+    """One line: which trials diverged or stalled and why, and which setting to change."""
+    reasons: dict[str, list[int]] = {}
+    for trial in trials:
+        if RESULT_ATTR in trial.user_attrs:
+            reason = json.loads(trial.user_attrs[RESULT_ATTR])["reason"]
+            reasons.setdefault(reason.removeprefix("unhealthy: ").split(":")[0], []).append(trial.number)
+    described = "; ".join(f"{kind}: trials {', '.join(map(str, numbers))}" for kind, numbers in sorted(reasons.items()))
+    rates = f" (now {rate_range[0]:.1e} .. {rate_range[1]:.1e})" if rate_range else ""
+    if reasons and all(kind in DIVERGED for kind in reasons):
+        knob = f"lower sweep.learning_rate_max{rates}: the loss diverged"
+    else:
+        knob = f"change sweep.learning_rate_min/max{rates}, add trials or train longer (train.max_steps)"
+    return NoCompleteTrial(
+        f"study {name}: none of {len(trials)} trials completed healthy ({described or 'no trial reported'}); {knob}"
+    )
+
+
+def summarize_study(
+    study: Any, name: str, storage: str, plan: TrainingPlan, rate_range: tuple[float, float] | None = None
+) -> SweepResult:
+    """The sweep's result: the best complete healthy trial, or a one-line NoCompleteTrial naming what to change
+    (`rate_range`: the learning rates searched, quoted in it)."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     best = best_complete_trial(trials, plan.greater_is_better)
     if best is None:
-        reasons = sorted(
-            {json.loads(t.user_attrs[RESULT_ATTR])["reason"] for t in pruned if RESULT_ATTR in t.user_attrs}
-        )
-        raise NoCompleteTrial(
-            f"study {name}: none of {len(trials)} trials completed healthy ({'; '.join(reasons)[:500]}); "
-            "widen sweep.learning_rate_min/max, add trials, or lower the pruner's aggressiveness"
-        )
+        raise no_complete_trial(name, pruned, rate_range)
     outcome = TrialResult.model_validate_json(best.user_attrs[RESULT_ATTR])
     return SweepResult(
         study_name=name,
