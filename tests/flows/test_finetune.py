@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -402,3 +403,49 @@ def test_the_champion_is_served_over_rest_from_an_environment_without_the_projec
         log.close()
     expected = registered_model_answers("models:/support-demo@champion", pd.DataFrame({"prompt": prompts}), False, uri)
     assert answered == {"predictions": expected}
+
+
+def test_serve_model_answers_from_a_fresh_terminal_without_the_venv_on_path(tiny_runs, tmp_path):
+    """`tunegate serve-model`, started the way the report's hint says (by its path) in a shell whose PATH has no
+    venv bin and whose environment has none of the suite's variables: it answers /invocations and stops on
+    SIGTERM (the bare `.venv/bin/mlflow models serve` exited 127 here: uvicorn is found through PATH)."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    summary = tiny_runs[0]
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    tunegate = Path(sys.executable).parent / "tunegate"
+    command = [str(tunegate), "serve-model", "--model", "support-demo", "--port", str(port)]
+    command += ["--tracking-uri", summary["mlflow"]["tracking_uri"]]
+    fresh_terminal = {"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"], "LANG": "C.UTF-8"}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(command, cwd=tmp_path, env=fresh_terminal, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5).status == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered /ping"
+                time.sleep(1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_records": [{"prompt": "My parcel never arrived."}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answered = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+    assert list(answered) == ["predictions"] and len(answered["predictions"]) == 1
+    printed = (tmp_path / "serve.log").read_text().splitlines()
+    assert printed[0] == f"serving models:/support-demo@champion from {summary['mlflow']['tracking_uri']} at " + (
+        f"http://127.0.0.1:{port}/invocations (Ctrl-C stops it)"
+    )

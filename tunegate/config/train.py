@@ -55,6 +55,21 @@ class HealthConfig(StrictModel):
     max_grad_spikes: int = Field(
         default=3, ge=0, description="More spikes than this in one run are flagged `grad_norm_spikes`."
     )
+    max_loss_rise: float = Field(
+        default=0.5,
+        gt=0.0,
+        description="A validation loss above its value before training by more than this fraction (of what "
+        "training can remove) is flagged `loss_diverging` at once, whatever the step: a diverging rate is stopped "
+        "without waiting for judged_after_steps.",
+    )
+    judged_after_steps: int = Field(
+        default=10,
+        ge=1,
+        description="The loss-falls and gradient-spike checks wait for this many steps (or the run's end, when it "
+        "is shorter): a 20-step smoke run of the demo config had its first rung at step 3, inside warm-up, and all 4 "
+        "trials were refused (-1.9% loss, or norms 5x a median of 3 warm-up steps). Non-finite losses are flagged "
+        "at once.",
+    )
 
 
 class TrainConfig(StrictModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from tunegate.config.search_space import describe_params, formatted_params
@@ -157,8 +159,11 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         *export_lines(summary.get("exports", {}), metric),
         f"  registry: {registry['model_name']} v{registry['version']} → {', '.join(registry['aliases'])}: "
         f"{registry['reason']}",
-        f"  MLflow: mlflow ui --backend-store-uri {summary['mlflow']['tracking_uri']}  "
-        f"(run {summary['mlflow']['run_id']})",
+        # The environment's own mlflow by its path: the hint works pasted into a terminal without the venv active.
+        f"  MLflow: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
+        f"{summary['mlflow']['tracking_uri']}  (run {summary['mlflow']['run_id']})",
+        f"  serve it: {Path(sys.executable).parent / 'tunegate'} serve-model --model {registry['model_name']} "
+        f"--tracking-uri {summary['mlflow']['tracking_uri']}",
         f'  load it: mlflow.pyfunc.load_model("{registry["model_uri"]}")',
     ]
     return "\n".join(lines)

@@ -191,7 +191,7 @@ class NoCompleteTrial(InputError):
 
 
 # Health issues that say the rate was too high for the model: the knob is the top of the rate range.
-DIVERGED = ("non_finite_loss", "grad_norm_spikes")
+DIVERGED = ("non_finite_loss", "loss_diverging", "grad_norm_spikes")
 
 
 def no_complete_trial(name: str, trials: list[Any], rate_range: tuple[float, float] | None) -> NoCompleteTrial:

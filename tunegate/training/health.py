@@ -73,13 +73,20 @@ class HealthWatch:
         """At the first evaluation at or past the first rung: has val loss fallen enough since step 0?"""
         if not math.isfinite(val_loss):
             self._flag(f"non_finite_loss: val loss {val_loss} at step {step}")
+        elif self.initial_val_loss is not None and self._rise(val_loss) > self.config.max_loss_rise:
+            self._flag(
+                f"loss_diverging: val loss {self.initial_val_loss:.3f} before training -> {val_loss:.3f} at step "
+                f"{step} ({self._rise(val_loss):+.1%}, at most {self.config.max_loss_rise:+.1%})"
+            )
         elif not self._rung_checked and step >= self.first_rung and self.initial_val_loss is not None:
             self._rung_checked = True
             self._check_loss_falls(step, val_loss)
 
     def _observe_grad_norm(self, step: int, grad_norm: float) -> None:
-        # Compared with the median of the norms before it: the first few steps set the scale.
-        if len(self.grad_norms) >= 3 and grad_norm > self.config.grad_spike_factor * statistics.median(self.grad_norms):
+        # Compared with the median of the norms before it, once `judged_after_steps` have set the scale (warm-up
+        # norms are not a run's scale).
+        judged = step > self.config.judged_after_steps and len(self.grad_norms) >= 3
+        if judged and grad_norm > self.config.grad_spike_factor * statistics.median(self.grad_norms):
             self.spikes.append((step, grad_norm))
             if len(self.spikes) == self.config.max_grad_spikes + 1:
                 median = statistics.median(self.grad_norms)
@@ -89,6 +96,11 @@ class HealthWatch:
                     f"{', '.join(str(s) for s, _ in self.spikes)})"
                 )
         self.grad_norms.append(grad_norm)
+
+    def _rise(self, val_loss: float) -> float:
+        """The change since before training, as a share of what training can remove (all of it by default)."""
+        scale = self.removable_loss or self.initial_val_loss
+        return (val_loss - self.initial_val_loss) / scale if scale else 0.0
 
     def _check_loss_falls(self, step: int, val_loss: float) -> None:
         first = self.initial_val_loss

@@ -65,7 +65,7 @@ class RunWatch:
             last_checkpoint=last_complete_checkpoint(out_dir / CHECKPOINT_DIR),
             history=EvaluationHistory(on_evaluate, plan.metric),
             throughput=Throughput(),
-            health=HealthWatch(recipe.health, plan.first_rung, removable_loss=removable_loss),
+            health=HealthWatch(recipe.health, judged_step(plan, recipe), removable_loss=removable_loss),
             fast=fast,
         )
 
@@ -116,6 +116,12 @@ class RunWatch:
             stopped_early=trainer.state.global_step < self.plan.max_steps,
             health=self.health.report(),
         )
+
+
+def judged_step(plan: TrainingPlan, recipe: TrainConfig) -> int:
+    """The step whose evaluation judges whether the loss falls: the first rung, not before
+    `health.judged_after_steps`, and never after the run's last step."""
+    return min(plan.max_steps, max(plan.first_rung, recipe.health.judged_after_steps))
 
 
 def kept_step(trainer: Any, plan: TrainingPlan) -> int:

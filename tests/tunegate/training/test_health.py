@@ -1,12 +1,15 @@
-"""Health checks: the loss must fall by a share of what training can remove."""
+"""Health checks: the loss must fall by a share of what training can remove, judged once warm-up is over; a loss
+that shoots up is flagged at once."""
 
 from __future__ import annotations
 
+from tunegate.config.train import HealthConfig, TrainConfig
+from tunegate.training.budget import fixed_plan
+from tunegate.training.health import HealthWatch
+from tunegate.training.run_watch import judged_step
+
 
 def test_the_loss_must_fall_by_a_fraction_of_the_part_training_can_remove():
-    from tunegate.config.train import HealthConfig
-    from tunegate.training.health import HealthWatch
-
     dpo = HealthWatch(HealthConfig(), first_rung=8, initial_val_loss=1.695, removable_loss=0.6931)
     dpo.observe_evaluation(8, 1.671)  # -0.024: 3.5% of ln 2
     assert dpo.report().issues == [
@@ -15,3 +18,34 @@ def test_the_loss_must_fall_by_a_fraction_of_the_part_training_can_remove():
     learning = HealthWatch(HealthConfig(), first_rung=8, initial_val_loss=1.695, removable_loss=0.6931)
     learning.observe_evaluation(8, 1.630)  # -0.065: 9.4% of ln 2 (3.8% of the whole loss)
     assert learning.report().healthy
+
+
+def test_short_runs_are_judged_after_warm_up_not_at_their_first_rung():
+    # A 20-step smoke run's first rung at step 3 is judged at step 10; an 8-step run at its end; a long one at its
+    # first rung.
+    recipe = TrainConfig()
+    assert judged_step(fixed_plan(20, [3, 7, 20]), recipe) == 10
+    assert judged_step(fixed_plan(8, [4, 8]), recipe) == 8
+    assert judged_step(fixed_plan(180, [20, 60, 180]), recipe) == 20
+
+
+def test_gradient_spikes_count_only_once_warm_up_norms_no_longer_set_the_scale():
+    watch = HealthWatch(HealthConfig(), first_rung=10)
+    # Warm-up: tiny norms, then large ones as the rate rises (measured shape on SmolLM2: 0.285 median, 18.2 largest).
+    for step, norm in enumerate([0.2, 0.2, 0.3, 2.0, 3.0, 4.0, 5.0, 6.0, 3.0, 2.5], start=1):
+        watch.observe(step, 2.0, norm)
+    assert watch.report().grad_spikes == 0 and watch.report().healthy
+    for step, norm in enumerate([30.0, 40.0, 50.0, 60.0], start=11):  # after step 10: 10x the median, 4 times
+        watch.observe(step, 2.0, norm)
+    assert watch.report().grad_spikes == 4
+    assert watch.report().issues[0].startswith("grad_norm_spikes: 4 norms above 5x the median")
+
+
+def test_a_loss_that_shoots_up_is_flagged_at_once_before_the_judged_step():
+    watch = HealthWatch(HealthConfig(), first_rung=10, initial_val_loss=4.0)
+    watch.observe_evaluation(2, 4.4)  # +10%: early noise, judged later
+    assert watch.report().healthy
+    watch.observe_evaluation(3, 6.5)  # +62%
+    assert watch.report().issues == [
+        "loss_diverging: val loss 4.000 before training -> 6.500 at step 3 (+62.5%, at most +50.0%)"
+    ]

@@ -29,7 +29,7 @@ def test_a_virtual_token_method_trains_only_its_tokens_and_reloads_to_generate(
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from tasks.evaluate import target_token_loss
+    from tunegate.evaluation.predictions import target_token_loss
     from tunegate.lm.model_loading import load_causal_lm, load_tokenizer, load_trained_model
     from tunegate.lm.prompting import PromptFormat
     from tunegate.training.model_setup import trainable_model
