@@ -82,12 +82,12 @@ class RegistryConfig(StrictModel):
         "degrade.",
     )
     max_drift: float | None = Field(
-        default=1.0,
+        default=3.0,
         description="A candidate whose drift from the base (nats/token on the retention prompts, eval.retention) "
-        "has a 95% interval lower bound above this is not promoted; None: drift is reported, never gated. 1.0: the "
-        "candidate finds the base's own answers e (2.7) times less likely per token. Measured on 100 prompts: 8 LoRA "
-        "steps on SmolLM2 0.09, on the toy base 0.34; 16 full fine-tuning steps at lr 1e-3 on SmolLM2 5.3 (no answer "
-        "starts as the base's did any more).",
+        "has a 95% interval lower bound above this is not promoted; None: drift is reported, never gated. Measured "
+        "on SmolLM2, 100 prompts: the demo's LoRA candidate (60 steps) 1.59 (1.48 .. 1.71), it answers every prompt "
+        "with a label; 16 steps of full fine-tuning at lr 1e-3 5.25 (4.91 .. 5.61). 3.0 (the base's answers e^3, 20x, "
+        "less likely per token) passes a task fine-tune that specialises and refuses one that broke the model.",
     )
 
 

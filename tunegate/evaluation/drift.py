@@ -115,11 +115,11 @@ def too_much_drift(drift: DriftResult | None, max_drift: float | None) -> str | 
 
 
 def describe_drift(drift: DriftResult) -> str:
-    """`0.123 nats/token (95% CI 0.100 .. 0.150), first 8 tokens match 0.870` for reports and reasons."""
+    """`0.123 nats/token (95% CI 0.100 .. 0.150), first 8 tokens match 0.870 on 100 retention prompts`."""
     low, high = drift.nats_per_token_ci95
     return (
         f"{drift.nats_per_token:.3f} nats/token (95% CI {low:.3f} .. {high:.3f}), first {drift.match_tokens} "
-        f"tokens match {drift.first_tokens_match:.3f} on {drift.rows} prompts"
+        f"tokens match {drift.first_tokens_match:.3f} on {drift.rows} retention prompts"
     )
 
 

@@ -171,7 +171,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
 
 def drift_line(drift: dict[str, Any]) -> str:
     """`drift from the base: 0.123 nats/token (95% CI …), first 8 tokens match 0.870 on 100 retention prompts`."""
-    return f"drift from the base: {describe_drift(DriftResult.model_validate(drift))} (retention prompts)"
+    return f"drift from the base: {describe_drift(DriftResult.model_validate(drift))}"
 
 
 def base_line(base: dict[str, Any]) -> str:

@@ -51,6 +51,10 @@ def read_report_stamp(stamp: Path) -> dict[str, Any]:
 
 
 def draw_study_report(study: Any, name: str, report: Path) -> list[str]:
+    """The plots the study can draw, in one HTML file; Optuna's warnings about plots it cannot draw well ("Param
+    learning_rate unique value length is less than 2" with two trials) stay off the terminal: the report simply
+    lacks that plot."""
+    import optuna
     from optuna import visualization
 
     searched = list(ordered_params(study.trials[0].params)) if study.trials else []
@@ -60,12 +64,17 @@ def draw_study_report(study: Any, name: str, report: Path) -> list[str]:
         f"contour_{'_'.join(searched)}": lambda: visualization.plot_contour(study, params=searched),
     }
     sections, drawn = [], []
-    for plot_name, make in plots.items():
-        try:
-            figure = make()
-        except (ValueError, RuntimeError):  # e.g. importances need two finished trials with different params
-            continue
-        sections.append(f"<h2>{plot_name}</h2>" + figure.to_html(full_html=False, include_plotlyjs=not drawn))
-        drawn.append(plot_name)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        for plot_name, make in plots.items():
+            try:
+                figure = make()
+            except (ValueError, RuntimeError):  # e.g. importances need two finished trials with different params
+                continue
+            sections.append(f"<h2>{plot_name}</h2>" + figure.to_html(full_html=False, include_plotlyjs=not drawn))
+            drawn.append(plot_name)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     report.write_text(f"<html><body><h1>Study {name}</h1>{''.join(sections)}</body></html>", encoding="utf-8")
     return drawn

@@ -67,7 +67,7 @@ def test_the_gate_refuses_a_candidate_only_when_the_whole_interval_is_above_max_
     assert too_much_drift(drifted(1.2, 1.6), None) is None  # the gate is off
     assert too_much_drift(None, 1.0) is None  # drift not measured
     assert describe_drift(drifted(1.2, 1.6)) == (
-        "1.400 nats/token (95% CI 1.200 .. 1.600), first 8 tokens match 0.500 on 100 prompts"
+        "1.400 nats/token (95% CI 1.200 .. 1.600), first 8 tokens match 0.500 on 100 retention prompts"
     )
 
 

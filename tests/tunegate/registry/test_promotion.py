@@ -105,18 +105,19 @@ def test_a_candidate_that_drifted_past_max_drift_is_not_promoted_and_the_reason_
     low, high = paired_bootstrap_ci(base, tuned, 0)
     gain = f"accuracy 0.800 vs base 0.000 (gain +0.800, 95% CI {low:+.3f} .. {high:+.3f}, lower bound needed +0.050)"
     far = evaluation(base, tuned).model_copy(update={"drift": drifted(1.2, 1.6)})
-    assert promotion_decision(far, base, tuned, RegistryConfig(), HEALTHY, None) == (
+    assert promotion_decision(far, base, tuned, RegistryConfig(max_drift=1.0), HEALTHY, None) == (
         False,
         f"not promoted: {gain}, but it drifted from the base by 1.400 nats/token on 100 retention prompts "
         "(95% CI 1.200 .. 1.600, above registry.max_drift 1.000)",
     )
-    # With the gate off the same candidate is promoted, its drift stated; a near one passes the default gate.
+    # With the gate off (or at its default 3.0) the same candidate is promoted, its drift stated.
+    assert promotion_decision(far, base, tuned, RegistryConfig(), HEALTHY, None)[0]
     assert promotion_decision(far, base, tuned, RegistryConfig(max_drift=None), HEALTHY, None)[0]
     near = evaluation(base, tuned).model_copy(update={"drift": drifted(0.1, 0.3)})
     assert promotion_decision(near, base, tuned, RegistryConfig(), HEALTHY, None) == (
         True,
         f"promoted: {gain}; drift 0.200 nats/token (95% CI 0.100 .. 0.300), first 8 tokens match 0.500 on 100 "
-        "prompts; no champion yet",
+        "retention prompts; no champion yet",
     )
 
 
