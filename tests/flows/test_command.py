@@ -16,7 +16,8 @@ def test_help_lists_every_subcommand_without_importing_the_pipeline():
     result = tunegate("--help")
     assert result.returncode == 0, result.stderr
     listed = [line.split()[0] for line in result.stdout.split("subcommands:\n")[1].split("\n\n")[0].splitlines()]
-    assert listed == list(SUBCOMMANDS) == ["finetune", "prepare-data", "retrain", "serve", "stop", "status", "base"]
+    expected = ["finetune", "prepare-data", "retrain", "serve", "stop", "status", "base", "serve-model"]
+    assert listed == list(SUBCOMMANDS) == expected
     probe = "import sys, flows.command; flows.command.parser(); print('torch' in sys.modules, 'prefect' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True).stdout == (
         "False False\n"
