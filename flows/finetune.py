@@ -1,7 +1,8 @@
 """The whole DAG: data stages → the base (a registered version merged into whole weights) → Optuna sweep at the
 shipped budget → the best trial as candidate → evaluation vs base, and drift from it on general instructions →
-merged/int8 exports scored and timed → MLflow registration gated on the bootstrap intervals (gain and drift), then
-the exports that kept the adapter's metric.
+a classical baseline (TF-IDF + logistic regression) on the same rows → merged/int8 exports scored and timed →
+MLflow registration gated on the bootstrap intervals (gain, drift, and the baseline when asked), then the exports
+that kept the adapter's metric.
 
 python -m flows.finetune --config deployments/demo.yaml [--set sweep.n_trials=12 ...] [--summary-out FILE]
 """
@@ -17,6 +18,7 @@ from prefect.runtime import flow_run
 
 from flows.prepare_data import prepare_data
 from tasks.base_model import resolve_base_model
+from tasks.baseline import score_baseline
 from tasks.evaluate import answer_retention_prompts, evaluate_final_model
 from tasks.export import export_builds
 from tasks.register import register_exports, register_model
@@ -63,14 +65,18 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         settings=config.evaluation(),
         retention=retention,
     )
+    baseline = stages.run(
+        "baseline", score_baseline, train=data.split.train, evaluated=evaluated, settings=config.baseline_settings()
+    )
     builds = stages.run(
         "export", export_builds, adapter=trained.adapter, evaluated=evaluated, settings=config.export_settings()
     )
+    judged = evaluated.with_baseline(baseline)  # what the gate and the reports read: base, baseline and tuned
     registered = stages.run(
         "register",
         register_model,
         candidate=trained,
-        evaluated=evaluated,
+        evaluated=judged,
         model=config.model,
         registry=config.registry_settings(),
         lineage=lineage_tags(data, sweep, config, flow_run_id=str(flow_run.id)),
@@ -82,7 +88,7 @@ def finetune(config: PipelineConfig, warm_start: list[dict[str, float | int]] | 
         data=data,
         sweep=sweep,
         trained=trained,
-        evaluated=evaluated,
+        evaluated=judged,
         registered=registered,
         exports=exports,
         tracking=tracking,

@@ -6,7 +6,8 @@ linking it to its data fingerprint, validation result, Optuna study, best params
 over the base reaches `registry.min_gain_over_base`, AND, when there is a champion, the lower bound of the
 interval of (candidate - champion) on the same test rows is above `registry.min_gain_over_champion` (the
 champion's per-row scores are reused when they were measured on the same test-set fingerprint, else it is
-evaluated now). An empty or NaN evaluation, or a candidate from an unhealthy training run, is never promoted;
+evaluated now), and, when `registry.min_gain_over_baseline` is set, the lower bound of (candidate - classical
+baseline) reaches it. An empty or NaN evaluation, or a candidate from an unhealthy training run, is never promoted;
 otherwise a refused candidate becomes `challenger`, and the reason quotes the interval.
 
 Exports (merged, int8) that measured within `export.max_metric_drop` of the adapter are registered after it as
@@ -65,6 +66,7 @@ def register_model(
         raise ValueError("registry.model_name is unresolved: pass PipelineConfig.registry_settings()")
     client, model_name = tracking.client(), registry.model_name
     evaluation, eval_rows, health = evaluated.result, evaluated.rows, candidate.result.health
+    baseline = evaluated.baseline
     identity = {"adapter_fingerprint": candidate.adapter.fingerprint, "test_fingerprint": eval_rows.fingerprint}
     # A run killed between registering and deciding left this model's version without an alias or a reason:
     # the rerun finishes that version instead of adding a second one.
@@ -82,6 +84,7 @@ def register_model(
         "eval.row_scores": log_row_scores(client, tracking.parent_run_id, version, eval_rows, scores["finetuned"]),
         "healthy": str(health.healthy).lower(),
         **({"eval.drift_nats_per_token": f"{evaluation.drift.nats_per_token:.6f}"} if evaluation.drift else {}),
+        **({"eval.baseline.accuracy": f"{baseline.accuracy:.6f}"} if baseline and not baseline.skipped else {}),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(model_name, version, key, value)
@@ -98,6 +101,7 @@ def register_model(
             registry,
             health,
             Champion.of(champion, champion_scores) if champion else None,
+            baseline=evaluated.baseline,
         )
         if unavailable:
             reason = f"{reason}; {unavailable}"

@@ -31,6 +31,7 @@ ALL_STAGES = [
     "train",
     "retention",
     "evaluate",
+    "baseline",
     "export",
     "register",
     "register_exports",
@@ -115,7 +116,12 @@ def test_mlflow_has_one_parent_run_with_nested_trials_and_final_training(tiny_ru
         "base_accuracy",
         "base_likelihood_accuracy",
         "base_likelihood_macro_f1",
+        "baseline_accuracy",
+        "baseline_macro_f1",
         "delta_accuracy",
+        "delta_over_baseline",
+        "delta_over_baseline_ci95_high",
+        "delta_over_baseline_ci95_low",
         "drift_first_tokens_match",
         "drift_nats_per_token",
         "drift_nats_per_token_ci95_high",
@@ -449,3 +455,24 @@ def test_serve_model_answers_from_a_fresh_terminal_without_the_venv_on_path(tiny
     assert printed[0] == f"serving models:/support-demo@champion from {summary['mlflow']['tracking_uri']} at " + (
         f"http://127.0.0.1:{port}/invocations (Ctrl-C stops it)"
     )
+
+
+def test_the_baseline_is_scored_on_the_same_rows_and_its_bar_leaves_a_weaker_candidate_challenger(
+    tiny_runs, tiny_config
+):
+    first, _ = tiny_runs
+    evaluation, baseline = first["eval"], first["eval"]["baseline"]
+    assert (baseline["model"], baseline["rows"]) == ("tfidf-logreg", evaluation["rows"])
+    assert baseline["delta"] == evaluation["finetuned"]["accuracy"] - baseline["accuracy"]
+    assert first["mlflow"]["metrics"]["baseline_accuracy"] == baseline["accuracy"]
+    assert "baseline" not in first["registry"]["reason"]  # reported, not gated, by default
+    # The toy base with a 6-step budget learns less than a classifier fitted in a second on the same train split.
+    assert baseline["accuracy"] > evaluation["finetuned"]["accuracy"]
+    gated = tiny_config.model_copy(
+        update={"registry": tiny_config.registry.model_copy(update={"min_gain_over_baseline": 0.0})}
+    )
+    summary = finetune_summary(finetune(gated))
+    assert summary["cache_hits"] == [stage for stage in ALL_STAGES if not stage.startswith("register")]
+    assert summary["registry"]["aliases"] == ["challenger"] and not summary["registry"]["promoted"]
+    assert ", but vs the classical baseline tfidf-logreg " in summary["registry"]["reason"]
+    assert "lower bound needed +0.000: registry.min_gain_over_baseline)" in summary["registry"]["reason"]

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from tunegate.config.base import StrictModel
 from tunegate.config.data import DataConfig, TaskConfig
 from tunegate.config.registry import (
+    BaselineSettings,
     EvalConfig,
     EvaluationSettings,
     ExportConfig,
@@ -163,6 +164,16 @@ class PipelineConfig(StrictModel):
             evaluation=self.eval,
             home=str(self.home_path()),
             dpo_beta=self.train.dpo_beta if self.train.objective == "dpo" else None,
+        )
+
+    def baseline_settings(self) -> BaselineSettings:
+        """What the baseline stage reads."""
+        return BaselineSettings(
+            labels=self.task.labels,
+            enabled=self.eval.baseline,
+            preference_pairs=self.train.objective == "dpo",
+            seed=self.eval.seed,
+            home=str(self.home_path()),
         )
 
     def retention_settings(self) -> RetentionSettings:

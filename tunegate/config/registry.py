@@ -44,6 +44,11 @@ class EvalConfig(StrictModel):
         default_factory=RetentionConfig,
         description="Drift from the base on general instructions: what the tuned model forgets (eval.drift).",
     )
+    baseline: bool = Field(
+        default=True,
+        description="Labelled tasks: also score a TF-IDF (word 1-2-grams) + logistic regression classifier, fitted "
+        "on the train split only, on the same test rows (eval.baseline): is the LLM worth it? Seconds on 4k rows.",
+    )
 
 
 class RegistryConfig(StrictModel):
@@ -72,6 +77,13 @@ class RegistryConfig(StrictModel):
         default=0.0,
         description="Replacing a champion: the lower bound of the 95% interval of (new - champion) on the same "
         "test rows must be above this.",
+    )
+    min_gain_over_baseline: float | None = Field(
+        default=None,
+        description="Labelled tasks: the lower bound of the 95% interval of (fine-tuned - classical baseline) "
+        "accuracy on the same test rows must reach this to become champion (eval.baseline); None: the baseline is "
+        "reported, never gated. Off by default: a tuned LLM may be wanted for what a classifier cannot do (explain, "
+        "follow-ups) even where it classifies no better.",
     )
     max_generation_drop: float = Field(
         default=0.0,
@@ -127,6 +139,16 @@ class EvaluationSettings(StrictModel):
         description="A DPO run's beta (its rows are preference pairs, judged by preference accuracy against the "
         "base); None for SFT.",
     )
+
+
+class BaselineSettings(StrictModel):
+    """What the baseline stage reads: the task's labels, whether it is on, and the bootstrap seed."""
+
+    labels: list[str] | None = Field(description="The task's labels; None (free text) skips the baseline.")
+    enabled: bool = Field(description="eval.baseline.")
+    preference_pairs: bool = Field(description="A DPO run (preference pairs, not labels): skipped.")
+    seed: int = Field(description="Seed of the bootstrap interval and the logistic regression.")
+    home: str = Field(description="Pipeline home (absolute): predictions and vocabulary are written under it.")
 
 
 class RetentionSettings(StrictModel):

@@ -17,7 +17,7 @@ from tunegate.config.registry import RegistryConfig
 from tunegate.core.errors import one_line
 from tunegate.evaluation.drift import describe_drift, too_much_drift
 from tunegate.evaluation.preference import PREFERENCE_METRIC, pair_scores, reference_logprobs
-from tunegate.evaluation.results import EvalResult, EvaluationOutput
+from tunegate.evaluation.results import BaselineResult, EvalResult, EvaluationOutput
 from tunegate.evaluation.scoring import paired_bootstrap_ci, scores_for_metric
 from tunegate.registry.serving import (
     GENERATION_DEFAULTS,
@@ -119,6 +119,7 @@ def promotion_decision(
     health: HealthReport,
     champion: Champion | None,
     seed: int = 0,
+    baseline: BaselineResult | None = None,
 ) -> tuple[bool, str]:
     """(promote?, one-line reason quoting the intervals). Never promotes NaN, no rows, or an unhealthy run."""
     metric = evaluation.task_metric
@@ -134,6 +135,12 @@ def promotion_decision(
     )
     if low < registry.min_gain_over_base:
         return False, f"not promoted: {gain}"
+    over_baseline = baseline_bar(baseline, tuned_scores, registry.min_gain_over_baseline, seed)
+    if over_baseline is not None:
+        passed, versus = over_baseline
+        if not passed:
+            return False, f"not promoted: {gain}, but vs {versus}"
+        gain += f"; beats {versus}"
     degraded = degraded_generations(evaluation, registry.max_generation_drop) or too_much_drift(
         evaluation.drift, registry.max_drift
     )
@@ -153,6 +160,25 @@ def promotion_decision(
     if not c_low > registry.min_gain_over_champion:
         return False, f"not promoted: {gain}, but vs {against}"
     return True, f"promoted: {gain}; beats {against}"
+
+
+def baseline_bar(
+    baseline: BaselineResult | None, tuned_scores: np.ndarray, min_gain: float | None, seed: int
+) -> tuple[bool, str] | None:
+    """(the lower bound of (tuned - baseline) reaches min_gain?, the comparison quoting the interval), or None when
+    the bar is off or the task has no baseline (free text, preference pairs, eval.baseline off)."""
+    if min_gain is None or baseline is None or baseline.skipped:
+        return None
+    baseline_scores = np.array(baseline.scores, dtype=float)
+    if len(baseline_scores) != len(tuned_scores):
+        raise ValueError(f"the baseline scored {len(baseline_scores)} rows, the candidate {len(tuned_scores)}")
+    low, high = paired_bootstrap_ci(baseline_scores, tuned_scores, seed)
+    gain = float(np.mean(tuned_scores - baseline_scores))
+    versus = (
+        f"the classical baseline {baseline.model} {baseline.accuracy:.3f} on these rows (gain {gain:+.3f}, "
+        f"95% CI {low:+.3f} .. {high:+.3f}, lower bound needed {min_gain:+.3f}: registry.min_gain_over_baseline)"
+    )
+    return low >= min_gain, versus
 
 
 def degraded_generations(evaluation: EvalResult, max_drop: float) -> str | None:

@@ -48,7 +48,7 @@ class FinetuneResult(BaseModel):
     data: PreparedData
     sweep: SweepResult
     trained: TrainedModel = Field(description="The candidate: the chosen trial's checkpoint, or the refit.")
-    evaluated: EvaluationOutput
+    evaluated: EvaluationOutput = Field(description="Base vs tuned on the test rows, and the baseline on them.")
     registered: RegistryResult
     exports: ExportResult = Field(description="The adapter beside its merged/int8 builds, and which were registered.")
     tracking: TrackingRef
@@ -82,6 +82,16 @@ class FinetuneResult(BaseModel):
         for name in ("likelihood_accuracy", "likelihood_macro_f1"):  # labelled tasks: the fair score of the base
             if name in evaluation.finetuned:
                 metrics |= {name: evaluation.finetuned[name], f"base_{name}": evaluation.base[name]}
+        baseline = self.evaluated.baseline
+        if baseline is not None and not baseline.skipped:  # is the LLM worth it: a classifier fitted in seconds
+            low, high = baseline.delta_ci95
+            metrics |= {
+                "baseline_accuracy": baseline.accuracy,
+                "baseline_macro_f1": baseline.macro_f1,
+                "delta_over_baseline": baseline.delta,
+                "delta_over_baseline_ci95_low": low,
+                "delta_over_baseline_ci95_high": high,
+            }
         if evaluation.drift is not None:  # what the candidate forgot: its drift from the base on general prompts
             low, high = evaluation.drift.nats_per_token_ci95
             metrics |= {

@@ -58,6 +58,7 @@ def finetune_summary(result: FinetuneResult) -> dict[str, Any]:
             "examples": evaluation.examples,
             **({"generation_ci95": evaluation.generation_ci95} if evaluation.generation_ci95 else {}),
             **({"drift": evaluation.drift.model_dump(mode="json")} if evaluation.drift else {}),
+            **({"baseline": result.evaluated.baseline.summary()} if result.evaluated.baseline else {}),
         },
         "registry": result.registered.model_dump(),
         "exports": export_summary(result.exports),
@@ -147,6 +148,7 @@ def render_finetune_report(summary: dict[str, Any]) -> str:
         *evaluation_table_lines(evaluation),
         f"  delta {metric}{scored_by(evaluation)} {number(evaluation['delta'], '+.3f')} (95% CI "
         f"{number(low, '+.3f')} .. {number(high, '+.3f')}) on {evaluation['rows']} test rows",
+        *baseline_lines(evaluation),
     ]
     if evaluation.get("generation_ci95"):
         lines.append(f"  {generation_change(evaluation)}")
@@ -206,13 +208,49 @@ def evaluation_columns(evaluation: dict[str, Any]) -> list[str]:
 LABEL_COMPANIONS = ("macro_f1", "likelihood_accuracy", "likelihood_macro_f1")
 
 
+def table_models(evaluation: dict[str, Any]) -> list[tuple[str, str]]:
+    """(row label, summary key) of the models in the evaluation table: base, the classical baseline when it was
+    scored, fine-tuned."""
+    scored_baseline = evaluation.get("baseline") and not evaluation["baseline"].get("skipped")
+    return [("base", "base"), *([("baseline", "baseline")] if scored_baseline else []), ("fine-tuned", "finetuned")]
+
+
+def scored_metric(evaluation: dict[str, Any], key: str) -> float | None:
+    """The score the delta compares for one model: its accuracy of the answers `label_scoring` names (the
+    baseline's own prediction), or the task metric."""
+    if key != "baseline" and evaluation.get("label_scoring") == "likelihood":
+        return evaluation[key].get("likelihood_accuracy")
+    return evaluation[key].get(evaluation["task_metric"])
+
+
+def baseline_lines(evaluation: dict[str, Any]) -> list[str]:
+    """`fine-tuned - baseline +0.045 (95% CI …) on the same 200 rows; best: fine-tuned 0.975, baseline 0.930, base
+    0.100`, or why there is no baseline."""
+    baseline = evaluation.get("baseline")
+    if not baseline:
+        return []
+    if baseline.get("skipped"):
+        return [f"  classical baseline ({baseline['model']}): none, {baseline['skipped']}"]
+    low, high = baseline["delta_ci95"]
+    ranked = sorted(
+        ((label, scored_metric(evaluation, key)) for label, key in table_models(evaluation)),
+        key=lambda pair: -math.inf if pair[1] is None or math.isnan(pair[1]) else pair[1],
+        reverse=True,
+    )
+    return [
+        f"  fine-tuned - baseline ({baseline['model']}, fitted on {baseline['train_rows']} train rows) "
+        f"{number(baseline['delta'], '+.3f')} (95% CI {number(low, '+.3f')} .. {number(high, '+.3f')}) on the same "
+        f"{baseline['rows']} rows; best: " + ", ".join(f"{label} {number(value)}" for label, value in ranked)
+    ]
+
+
 def evaluation_table_lines(evaluation: dict[str, Any]) -> list[str]:
-    """Base and fine-tuned, one line each, right-aligned under the metric names."""
+    """Base, the baseline and fine-tuned, one line each, right-aligned under the metric names."""
     columns = evaluation_columns(evaluation)
     widths = [10 if name == "loss" else max(12, len(name) + 2) for name in columns]
     header = "".join(f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
     lines = [f"  {'':<12}{header}"]
-    for label, key in (("base", "base"), ("fine-tuned", "finetuned")):
+    for label, key in table_models(evaluation):
         cells = "".join(
             f"{number(evaluation[key].get(name)):>{width}}" for name, width in zip(columns, widths, strict=True)
         )
@@ -234,7 +272,7 @@ def evaluation_table_markdown(evaluation: dict[str, Any]) -> str:
     columns = evaluation_columns(evaluation)
     rows = [
         f"| {label} | " + " | ".join(number(evaluation[key].get(name)) for name in columns) + " |"
-        for label, key in (("base", "base"), ("fine-tuned", "finetuned"))
+        for label, key in table_models(evaluation)
     ]
     return "\n".join([f"| model | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|", *rows])
 
@@ -261,6 +299,9 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
     generation_markdown = f"{generation_change(evaluation)}.\n" if evaluation.get("generation_ci95") else ""
     if evaluation.get("drift"):  # what the candidate forgot (what it measures: tunegate/evaluation/drift.py)
         generation_markdown += f"\nDrift {drift_line(evaluation['drift']).removeprefix('drift ')}.\n"
+    generation_markdown += "".join(
+        f"\n{line.strip().capitalize()[0]}{line.strip()[1:]}.\n" for line in baseline_lines(evaluation)
+    )
     chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
     return f"""# Fine-tuning run
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from tests.fixtures.registry import drifted, evaluation, scores
 from tunegate.config.registry import RegistryConfig
-from tunegate.evaluation.results import EvalResult
+from tunegate.evaluation.results import BaselineResult, EvalResult
 from tunegate.evaluation.scoring import paired_bootstrap_ci
 from tunegate.registry.promotion import Champion, promotion_decision
 from tunegate.training.health import HealthReport
@@ -126,3 +126,45 @@ def test_a_champion_comparison_states_the_drift_of_both():
     champion = Champion(version="3", scores=scores(10), drift=0.45)
     promoted, reason = promotion_decision(near, scores(0), scores(20), RegistryConfig(), HEALTHY, champion)
     assert promoted and "drift 0.200 nats/token" in reason and "champion v3 0.500 on these rows, drift 0.450" in reason
+
+
+def baseline_scoring(right: int, rows: int = 20) -> BaselineResult:
+    baseline_scores = scores(right, rows)
+    return BaselineResult(rows=rows, accuracy=right / rows, scores=baseline_scores.tolist())
+
+
+def test_a_candidate_a_classifier_beats_stays_challenger_when_the_baseline_bar_is_set():
+    base, tuned, strong = scores(0), scores(10), baseline_scoring(18)
+    evaluated = evaluation(base, tuned)
+    low, high = paired_bootstrap_ci(np.array(strong.scores), tuned, 0)
+    registry = RegistryConfig(min_gain_over_baseline=0.0)
+    promoted, reason = promotion_decision(evaluated, base, tuned, registry, HEALTHY, None, baseline=strong)
+    base_low, base_high = paired_bootstrap_ci(base, tuned, 0)
+    assert not promoted
+    assert reason == (
+        f"not promoted: accuracy 0.500 vs base 0.000 (gain +0.500, 95% CI {base_low:+.3f} .. {base_high:+.3f}, "
+        f"lower bound needed +0.050), but vs the classical baseline tfidf-logreg 0.900 on these rows (gain -0.400, "
+        f"95% CI {low:+.3f} .. {high:+.3f}, lower bound needed +0.000: registry.min_gain_over_baseline)"
+    )
+    assert high < 0.0
+    # Off by default: the same candidate is promoted on its gain over the base alone.
+    assert promotion_decision(evaluated, base, tuned, RegistryConfig(), HEALTHY, None, baseline=strong)[0]
+
+
+def test_clearing_the_baseline_bar_is_quoted_in_the_reason_and_a_skipped_baseline_is_no_bar():
+    base, tuned = scores(0), scores(20)
+    registry = RegistryConfig(min_gain_over_baseline=0.1)
+    promoted, reason = promotion_decision(
+        evaluation(base, tuned), base, tuned, registry, HEALTHY, None, baseline=baseline_scoring(10)
+    )
+    low, high = paired_bootstrap_ci(scores(10), tuned, 0)
+    assert promoted and low >= 0.1
+    assert reason.endswith(
+        f"; beats the classical baseline tfidf-logreg 0.500 on these rows (gain +0.500, 95% CI {low:+.3f} .. "
+        f"{high:+.3f}, lower bound needed +0.100: registry.min_gain_over_baseline); no champion yet"
+    )
+    skipped = BaselineResult(skipped="preference pairs have no labels to classify")
+    assert (
+        promotion_decision(evaluation(base, tuned), base, tuned, registry, HEALTHY, None, baseline=skipped)[1]
+        == (promotion_decision(evaluation(base, tuned), base, tuned, RegistryConfig(), HEALTHY, None)[1])
+    )

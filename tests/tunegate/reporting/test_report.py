@@ -12,7 +12,7 @@ from tunegate.core.refs import TableRef
 from tunegate.data.accounting import balanced_row_counts
 from tunegate.data.prepared import PreparedData
 from tunegate.data.results import SourceFingerprint
-from tunegate.evaluation.results import EvalResult, EvaluationOutput
+from tunegate.evaluation.results import BaselineResult, EvalResult, EvaluationOutput
 from tunegate.registry.results import ExportedBuild, ExportResult, RegistryResult
 from tunegate.reporting.finetuned import BaseDescription, FinetuneResult
 from tunegate.reporting.report import finetune_summary, number, render_finetune_report
@@ -25,7 +25,23 @@ DATA_KEYS += ["data.train", "data.val", "data.test", "data.test_train_near_dupli
 DATA_KEYS += ["validation.data_docs", "timings", "cache_hits"]
 
 
-def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
+def scored_baseline(table: TableRef) -> BaselineResult:
+    """A baseline that got 6 of the 8 rows: 0.125 below the tuned model's 7."""
+    return BaselineResult(
+        train_rows=30,
+        rows=8,
+        vocabulary_size=120,
+        accuracy=0.75,
+        macro_f1=0.7,
+        delta=0.125,
+        delta_ci95=(-0.125, 0.375),
+        predictions=table,
+        vocabulary=table,
+        scores=[1.0] * 6 + [0.0] * 2,
+    )
+
+
+def finetune_result(tmp_path, tuned_accuracy: float = 0.875, baseline: BaselineResult | None = None) -> FinetuneResult:
     ingested, validated, deduped, split = stages()
     data = PreparedData(
         pinned=[SourceFingerprint(path="a.jsonl", fingerprint="f" * 64, bytes=10)],
@@ -76,7 +92,9 @@ def finetune_result(tmp_path, tuned_accuracy: float = 0.875) -> FinetuneResult:
         data=data,
         sweep=sweep,
         trained=trained,
-        evaluated=EvaluationOutput(result=evaluation, rows=table, scores=table),
+        evaluated=EvaluationOutput(
+            result=evaluation, rows=table, scores=table, baseline=baseline or scored_baseline(table)
+        ),
         registered=RegistryResult(
             model_name="support-demo",
             version="1",
@@ -161,6 +179,22 @@ def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
         "delta_accuracy": 0.625,
         "tokens_per_second": 10.0,
         "trainable_parameters": 1000.0,
+        "baseline_accuracy": 0.75,
+        "baseline_macro_f1": 0.7,
+        "delta_over_baseline": 0.125,
+        "delta_over_baseline_ci95_low": -0.125,
+        "delta_over_baseline_ci95_high": 0.375,
+    }
+    assert summary["eval"]["baseline"] == {
+        "model": "tfidf-logreg",
+        "train_rows": 30,
+        "rows": 8,
+        "vocabulary_size": 120,
+        "accuracy": 0.75,
+        "macro_f1": 0.7,
+        "delta": 0.125,
+        "delta_ci95": [-0.125, 0.375],
+        "predictions": "/nowhere/t.parquet",
     }
     assert result.mlflow_tags() == {
         "chosen_trial": "2",
@@ -172,7 +206,7 @@ def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
 
 
 def test_nan_metrics_stay_out_of_mlflow_and_read_n_a_in_the_report(tmp_path):
-    result = finetune_result(tmp_path, tuned_accuracy=math.nan)
+    result = finetune_result(tmp_path, tuned_accuracy=math.nan, baseline=BaselineResult(skipped="turned off"))
     assert sorted(result.mlflow_metrics()) == ["base_accuracy", "tokens_per_second", "trainable_parameters", "val_loss"]
     assert number(math.nan) == number(None) == "n/a" and number(0.5) == "0.500"
     report = render_finetune_report(finetune_summary(result))
@@ -191,3 +225,31 @@ def test_the_report_shows_each_build_beside_the_adapter_and_why_it_was_not_regis
         "  int8           0.750  +0.125     20.0     24.0     5.3  accuracy 0.750 vs adapter 0.875 (drop +0.125, "
         "beyond export.max_metric_drop 0.010)",
     ]
+
+
+def test_the_report_ranks_base_baseline_and_tuned_on_the_same_rows(tmp_path):
+    report = render_finetune_report(finetune_summary(finetune_result(tmp_path))).splitlines()
+    start = report.index("                  accuracy      loss")
+    assert report[start + 1 : start + 4] == [
+        "  base               0.250     2.000",
+        "  baseline           0.750       n/a",
+        "  fine-tuned         0.875     0.500",
+    ]
+    assert (
+        "  fine-tuned - baseline (tfidf-logreg, fitted on 30 train rows) +0.125 (95% CI -0.125 .. +0.375) on the same "
+        "8 rows; best: fine-tuned 0.875, baseline 0.750, base 0.250" in report
+    )
+
+
+def test_a_task_without_a_baseline_says_why_in_the_report_and_logs_none_of_it(tmp_path):
+    skipped = BaselineResult(skipped="a free-text task has no labels to classify (task.labels is unset)")
+    result = finetune_result(tmp_path, baseline=skipped)
+    summary = finetune_summary(result)
+    assert summary["eval"]["baseline"] == {"model": "tfidf-logreg", "skipped": skipped.skipped}
+    assert not [name for name in result.mlflow_metrics() if "baseline" in name]
+    report = render_finetune_report(summary)
+    assert (
+        "  classical baseline (tfidf-logreg): none, a free-text task has no labels to classify (task.labels is unset)"
+        in report.splitlines()
+    )
+    assert "  baseline   " not in report
