@@ -39,9 +39,10 @@ demo-dpo: demo
 # the real-base tests: SmolLM2 from a .gguf file end to end, Gemma fetched and trained, a pinned SmolLM2 curve).
 # `make base` first: the suite trains the real default base, fetched by the command a user runs. The system packages
 # some tests start (PostgreSQL, Chromium) are installed where missing (scripts/system-packages, one line if it does).
+TEST_WORKERS ?= 3
 test: base
 	scripts/system-packages
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The fast loop (< 1 minute on 2 cores): everything but whole-DAG runs, real-process faults and services,
 # on 2 pytest-xdist workers with one torch thread each, idle workers stealing queued tests (55 s of pytest

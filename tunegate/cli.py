@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunegate.config.loading import load_config
+from tunegate.config.loading import load_config, passwords_moved_to_environment
 from tunegate.core.errors import InputError, ServiceUnavailable, one_line
 from tunegate.core.secrets import RedactingFilter, redact, redact_all_handlers, redact_value
 from tunegate.ops.orphans import start_guarded_temporary_server
@@ -86,7 +86,7 @@ def run_cli(
 
     args = build_parser(description, flags).parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        config = passwords_moved_to_environment(load_config(args.config, args.overrides))
         check_writable_home(config.home_path())
     except InputError as exc:  # before any work, and nothing written: the one line says it all
         return report_failure(exc, None, args.summary_out)

@@ -1,17 +1,19 @@
-"""Loading the configuration: YAML with one-line errors, `--set section.key=value` overrides, and the refusal
-of passwords written into the file."""
+"""Loading the configuration: YAML with one-line errors, `--set section.key=value` overrides, the refusal of
+passwords written into the file, and passwords given on the command line moved into the environment."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import ValidationError
 
 from tunegate.config.pipeline import PipelineConfig
 from tunegate.core.errors import InputError
-from tunegate.core.secrets import redact
+from tunegate.core.secrets import SECRET_PARAMETER, redact
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -79,8 +81,6 @@ URL_FIELDS = {("sweep", "storage"): "PGPASSWORD", ("registry", "tracking_uri"): 
 
 def check_no_passwords(document: dict[str, Any], config_path: Path) -> None:
     """A config file never holds a password: the URLs in it name the user, the environment holds the secret."""
-    from urllib.parse import urlsplit
-
     for (section, field), variable in URL_FIELDS.items():
         value = (document.get(section) or {}).get(field) if isinstance(document.get(section), dict) else None
         if isinstance(value, str) and "://" in value and (urlsplit(value).password or redact(value) != value):
@@ -105,3 +105,65 @@ def validate_config(document: dict[str, Any], origin: str) -> PipelineConfig:
         raise InputError(
             redact(f"{origin}: field {field}: {message} (got {got if len(got) <= 80 else got[:77] + '...'})")
         ) from exc
+
+
+def password_variables(url: str) -> tuple[str, str | None]:
+    """(the variable its client reads the password from, the one it reads the user from where the user must move
+    too) for a URL's scheme: libpq, psycopg and asyncpg read PGPASSWORD; MLflow's REST client sends
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD as basic auth."""
+    scheme = urlsplit(url).scheme.split("+")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return "PGPASSWORD", None
+    if scheme in ("http", "https"):
+        return "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME"
+    raise InputError(f"a {scheme} URL takes no password here ({redact(url)}): drop it from the URL")
+
+
+def without_password(url: str) -> tuple[str, str | None, str | None]:
+    """(the URL without its password, the password, the user) from the user info or a query parameter named
+    like a secret (`?password=`)."""
+    parts = urlsplit(url)
+    password, user = parts.password, parts.username
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [value for name, value in query if SECRET_PARAMETER.search(f"?{name}={value}")]
+    password = password or (secret[0] if secret else None)
+    if password is None:
+        return url, None, None
+    kept_query = urlencode([(name, value) for name, value in query if not SECRET_PARAMETER.search(f"?{name}={value}")])
+    host = parts.netloc.rsplit("@", 1)[-1]
+    _, user_variable = password_variables(url)
+    netloc = host if user_variable or not user else f"{user}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=kept_query)), password, user
+
+
+def passwords_moved_to_environment(config: PipelineConfig) -> PipelineConfig:
+    """The config with every password a URL field got from `--set` moved into the variable its client reads
+    (PGPASSWORD, MLFLOW_TRACKING_PASSWORD and _USERNAME), in this process's environment and so its children's:
+    the config is a flow parameter, which Prefect stores, and its URLs reach the summary, MLflow and the stage
+    results. One-line error for a scheme with no such variable, or two URLs wanting one variable for two
+    different passwords."""
+    moved: dict[str, tuple[str, str]] = {}
+    updates: dict[str, dict[str, str]] = {}
+    for (section, field), _ in URL_FIELDS.items():
+        url = getattr(getattr(config, section), field)
+        if not isinstance(url, str) or "://" not in url:
+            continue
+        stripped, password, user = without_password(url)
+        if password is None:
+            continue
+        password_variable, user_variable = password_variables(url)
+        for variable, value in ((password_variable, password), (user_variable, user)):
+            if variable is None or value is None:
+                continue
+            if variable in moved and moved[variable][1] != value:
+                raise InputError(
+                    f"{section}.{field} and {moved[variable][0]} both need {variable}, with different values: "
+                    f"set {variable} in the environment and drop the passwords from the URLs"
+                )
+            moved[variable] = (f"{section}.{field}", value)
+        updates.setdefault(section, {})[field] = stripped
+    for variable, (_, value) in moved.items():
+        os.environ[variable] = value
+    return config.model_copy(
+        update={section: getattr(config, section).model_copy(update=fields) for section, fields in updates.items()}
+    )

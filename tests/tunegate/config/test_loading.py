@@ -1,10 +1,12 @@
 """Loading the config: `--set` overrides parsed as YAML, one-line errors naming the field or file, passwords
 refused in config files, and cross-section rules checked at load time."""
 
+import os
+
 import pytest
 
 from tests.conftest import REPO
-from tunegate.config.loading import load_config, validate_config
+from tunegate.config.loading import load_config, passwords_moved_to_environment, validate_config
 from tunegate.core.errors import InputError
 
 DEMO_CONFIG = REPO / "deployments" / "demo.yaml"
@@ -66,3 +68,49 @@ def test_a_password_in_a_config_file_is_refused_and_the_environment_named(tmp_pa
     )
     config.write_text(DEMO_CONFIG.read_text() + "sweep:\n  storage: postgresql://tunegate@db:5433/optuna\n")
     assert load_config(config).sweep.storage == "postgresql://tunegate@db:5433/optuna"
+
+
+def test_passwords_given_with_set_move_into_the_variables_their_clients_read(monkeypatch):
+    for variable in ("PGPASSWORD", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    config = passwords_moved_to_environment(
+        load_config(
+            DEMO_CONFIG,
+            [
+                "sweep.storage=postgresql+psycopg://tunegate@db:5433/optuna?sslmode=require&password=pg-s3cret",
+                "registry.tracking_uri=https://me:ml-s3cret@mlflow.example:5000",
+            ],
+        )
+    )
+    assert config.sweep.storage == "postgresql+psycopg://tunegate@db:5433/optuna?sslmode=require"
+    assert config.registry.tracking_uri == "https://mlflow.example:5000"
+    assert "s3cret" not in config.model_dump_json()
+    assert [os.environ[v] for v in ("PGPASSWORD", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME")] == [
+        "pg-s3cret",
+        "ml-s3cret",
+        "me",
+    ]
+    unchanged = load_config(DEMO_CONFIG, ["sweep.storage=postgresql://tunegate@db/optuna"])
+    assert passwords_moved_to_environment(unchanged) == unchanged
+
+
+def test_a_password_no_client_can_read_from_the_environment_is_a_one_line_error(monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    sqlite = load_config(DEMO_CONFIG, ["sweep.storage=sqlite:////tmp/o.db?password=SECRET123"])
+    with pytest.raises(InputError) as raised:
+        passwords_moved_to_environment(sqlite)
+    assert (
+        str(raised.value)
+        == "a sqlite URL takes no password here (sqlite:////tmp/o.db?password=***): drop it from the URL"
+    )
+    two = load_config(
+        DEMO_CONFIG,
+        ["sweep.storage=postgresql://a:one@db/optuna", "registry.tracking_uri=postgresql://b:two@db/mlflow"],
+    )
+    with pytest.raises(InputError) as raised:
+        passwords_moved_to_environment(two)
+    assert str(raised.value) == (
+        "registry.tracking_uri and sweep.storage both need PGPASSWORD, with different values: set PGPASSWORD in the "
+        "environment and drop the passwords from the URLs"
+    )
+    assert "PGPASSWORD" not in os.environ
