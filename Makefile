@@ -35,11 +35,12 @@ demo-dpo: demo
 	$(BIN)/tunegate finetune --config deployments/demo_dpo.yaml --summary-out .tunegate/summary-dpo.json
 
 # Two pytest-xdist workers, one torch thread each, a test file's tests on one worker (their module fixtures, such
-# as the whole-DAG runs of tests/flows, are shared as in a serial run): 889 s of pytest on 2 cores (2026-12-03, with
-# the real-base tests: SmolLM2 from a .gguf file end to end, Gemma fetched and trained, a pinned SmolLM2 curve).
+# as the whole-DAG runs of tests/flows, are shared as in a serial run), the longest files first (tests/conftest.py:
+# LONGEST_FIRST; xdist's own reorder, most tests first, is off). Measured on 2 cores, 2026-12-03: 2,328 s of tests,
+# 1,442 s of pytest with xdist's order; 3 workers: 1,524 s (they contend for the 2 cores).
 # `make base` first: the suite trains the real default base, fetched by the command a user runs. The system packages
 # some tests start (PostgreSQL, Chromium) are installed where missing (scripts/system-packages, one line if it does).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: base
 	scripts/system-packages
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

@@ -3,7 +3,8 @@
     python -m flows.retrain --config deployments/demo.yaml [--set ...] [--force] [--summary-out FILE]
 
 It fingerprints the configured sources; when the champion was trained on the same bytes with the same
-config it ends at once as "skipped: data unchanged" (the Prefect state message and the summary say so).
+config, and the champion still loads, it ends at once as "skipped: data unchanged" (the Prefect state message and
+the summary say so).
 Otherwise it runs the whole finetune DAG, warm-starting the sweep with the previous study's best trials.
 `force=True` always retrains.
 """
@@ -24,7 +25,7 @@ from tunegate.core.fingerprint import combine
 from tunegate.reporting.finetuned import FinetuneResult
 from tunegate.reporting.report import finetune_summary, render_finetune_report
 from tunegate.runtime.runners import flow_with_task_runner, name_this_flow_run
-from tunegate.runtime.tracking import champion_tags
+from tunegate.runtime.tracking import champion_tags, tracking_uri, unloadable_version
 from tunegate.sweep.study import storage_url
 from tunegate.sweep.trials import best_trials_of
 
@@ -42,16 +43,25 @@ def retrain(config: PipelineConfig, force: bool = False) -> Any:
         champion.get("source_fingerprint") == source_fingerprint
         and champion.get("config_fingerprint") == pipeline_fingerprint(config)
     )
-    if unchanged and not force:
+    # A champion that no longer loads (its model files deleted) is retrained: the register stage's cached result is
+    # then stale too, and registers the candidate again.
+    unloadable = champion_unloadable(config, champion) if unchanged and not force else None
+    if unchanged and not force and unloadable is None:
         name_this_flow_run(f"retrain: {SKIPPED}")
         summary = {"status": "skipped", "reason": SKIPPED, "champion_version": champion["version"]}
         return Completed(message=SKIPPED, data=summary)
-    name_this_flow_run(f"retrain: {retrain_reason(champion, source_fingerprint, pipeline_fingerprint(config), force)}")
+    reason = retrain_reason(champion, source_fingerprint, pipeline_fingerprint(config), force)
+    name_this_flow_run(f"retrain: {'champion does not load' if unloadable else reason}")
     warm_start = []
     if champion and champion.get("optuna_study"):
         storage = storage_url(config.sweep, config.home_path())
         warm_start = best_trials_of(champion["optuna_study"], storage, WARM_START_TRIALS)
     return finetune(config, warm_start=warm_start)
+
+
+def champion_unloadable(config: PipelineConfig, champion: dict[str, str]) -> str | None:
+    """Why the champion's registered version does not load (its model files gone), else None."""
+    return unloadable_version(tracking_uri(config), config.registered_model_name(), champion["version"])
 
 
 def retrain_reason(champion: dict[str, str] | None, sources: str, config: str, force: bool) -> str:

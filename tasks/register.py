@@ -116,6 +116,7 @@ def register_model(
         promoted=promoted,
         reason=reason,
         model_uri=f"models:/{model_name}@{alias}",
+        tracking_uri=tracking.uri,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -476,3 +477,23 @@ def test_the_baseline_is_scored_on_the_same_rows_and_its_bar_leaves_a_weaker_can
     assert summary["registry"]["aliases"] == ["challenger"] and not summary["registry"]["promoted"]
     assert ", but vs the classical baseline tfidf-logreg " in summary["registry"]["reason"]
     assert "lower bound needed +0.000: registry.min_gain_over_baseline)" in summary["registry"]["reason"]
+
+
+def test_a_champion_whose_model_files_are_gone_is_retrained_and_registered_again(tiny_runs, tiny_config):
+    from flows.retrain import SKIPPED, retrain
+
+    first, _ = tiny_runs
+    client = mlflow_client(first["mlflow"]["tracking_uri"])
+    champion = client.get_model_version_by_alias(first["registry"]["model_name"], "champion")
+    assert champion.tags["prefect_flow_run_id"] == first_flow_run_id(first)  # still the first run's version
+    champion = champion.version
+    shutil.rmtree(Path(tiny_config.home) / "mlartifacts")  # the registry database stays, the files are gone
+    state = retrain(tiny_config, return_state=True)
+    assert flow_run_name(state) == "retrain: champion does not load"
+    summary = finetune_summary(state.result())
+    # Every stage is cached but registration, whose cached version no longer loads.
+    assert [stage for stage in ALL_STAGES if stage not in summary["cache_hits"]] == ["register", "register_exports"]
+    registry = summary["registry"]
+    assert int(registry["version"]) > int(champion) and registry["aliases"] == ["champion"]
+    assert f"champion v{champion} unavailable (" in registry["reason"]
+    assert retrain(tiny_config, return_state=True).message == SKIPPED  # the new champion loads

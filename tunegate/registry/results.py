@@ -17,6 +17,15 @@ class RegistryResult(BaseModel):
     promoted: bool
     reason: str
     model_uri: str
+    tracking_uri: str = Field(default="", exclude=True, description="The registry it is in (no password).")
+
+    def output_problems(self) -> list[str]:
+        """A cached registration is used only while its version still loads: one whose model files were deleted
+        from the artifact store registers the candidate again (`tunegate.runtime.stages.verified`)."""
+        from tunegate.runtime.tracking import unloadable_version
+
+        problem = unloadable_version(self.tracking_uri, self.model_name, self.version) if self.tracking_uri else None
+        return [problem] if problem else []
 
 
 class ExportedBuild(BaseModel):

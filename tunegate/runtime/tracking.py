@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tunegate.config.pipeline import PipelineConfig
+from tunegate.core.errors import one_line
 from tunegate.core.secrets import redact
 
 FLUENT_GUARD = threading.Lock()
@@ -291,6 +292,21 @@ def champion_tags(config: PipelineConfig) -> dict[str, str] | None:
     except MlflowException:
         return None
     return {**(version.tags or {}), "version": str(version.version)}
+
+
+def unloadable_version(uri: str, model_name: str, version: str) -> str | None:
+    """Why a registered version cannot be loaded (its model files gone from the artifact store, which happens when
+    the store's folder is deleted while the registry database stays), else None; one listing of its artifacts."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        files = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{model_name}/{version}", tracking_uri=uri)
+    except (MlflowException, OSError) as exc:
+        return f"{model_name} v{version} cannot be listed ({one_line(exc)[:160]})"
+    if not any(Path(item.path).name == "MLmodel" for item in files or []):
+        return f"{model_name} v{version} has no model files in the artifact store"
+    return None
 
 
 def log_metrics(client: Any, run_id: str, metrics: dict[str, float], step: int) -> None:

@@ -5,7 +5,6 @@ evaluations (the val pairs' DPO loss), health checks and saved directory as SFT 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -14,10 +13,8 @@ from tunegate.core.errors import InputError
 from tunegate.lm.sft_data import token_ids
 
 if TYPE_CHECKING:
-    from tunegate.config.train import ModelConfig, TrainConfig
     from tunegate.lm.prompting import PromptFormat
-    from tunegate.training.budget import TrainingPlan
-    from tunegate.training.callbacks import EvaluationHook
+    from tunegate.training.inputs import TrainingInputs
     from tunegate.training.results import TrainResult
 from tunegate.evaluation.preference import preference_pairs
 
@@ -68,17 +65,8 @@ def pretokenized_dpo_trainer(**arguments: Any) -> Any:
     return PretokenizedDPOTrainer(**arguments)
 
 
-def run_dpo_training(
-    train_rows: pd.DataFrame,
-    val_rows: pd.DataFrame,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    plan: TrainingPlan,
-    out_dir: Path,
-    on_evaluate: EvaluationHook | None = None,
-    callbacks: list[Any] | None = None,
-) -> TrainResult:
-    """DPO from the base model (or the last checkpoint in out_dir) on `plan`: the same checkpoints, rung
+def run_dpo_training(inputs: TrainingInputs) -> TrainResult:
+    """DPO from the base model (or the last checkpoint in the output directory) on the plan: the same checkpoints, rung
     evaluations (the DPO loss of the val pairs), health checks, throughput and saved directory as SFT."""
     import torch
     from trl import DPOConfig
@@ -92,36 +80,38 @@ def run_dpo_training(
     )
     from tunegate.training.run_watch import RunWatch
 
-    tokenizer = load_tokenizer_for_training(model_config)
-    prompt_format = PromptFormat.from_tokenizer(tokenizer, model_config.system_prompt)
+    tokenizer = load_tokenizer_for_training(inputs.model)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer, inputs.model.system_prompt)
     train_pairs, train_over, train_longest = dpo_dataset(
-        preference_pairs(train_rows, "train"), tokenizer, prompt_format, model_config.max_tokens
+        preference_pairs(inputs.train_rows, "train"), tokenizer, prompt_format, inputs.model.max_tokens
     )
     val_pairs, val_over, _ = dpo_dataset(
-        preference_pairs(val_rows, "val").head(train_config.max_eval_rows), tokenizer, prompt_format, 10**9
+        preference_pairs(inputs.val_rows, "val").head(inputs.recipe.max_eval_rows), tokenizer, prompt_format, 10**9
     )
     if not len(train_pairs) or not len(val_pairs):
         raise InputError(
-            f"no train or val preference pairs fit model.max_tokens={model_config.max_tokens} "
+            f"no train or val preference pairs fit model.max_tokens={inputs.model.max_tokens} "
             f"({train_over} train pairs were longer, the longest {train_longest})"
         )
-    torch.manual_seed(train_config.seed)  # adapter initialisation is part of the run's recipe
-    model = load_base_model(model_config, train_config)
+    torch.manual_seed(inputs.recipe.seed)  # adapter initialisation is part of the run's recipe
+    model = load_base_model(inputs.model, inputs.recipe)
     # The DPO term starts at ln 2 (the policy is its reference) and is what training removes; the SFT term starts
     # near its floor on an SFT-trained base (demo: 1.695 = 0.693 + 1.002), where 5% of the whole loss took 3 of 4
     # trials at sound rates for unhealthy at the first rung.
-    run = RunWatch.of(on_evaluate, plan, train_config, out_dir, removable_loss=math.log(2), packs=False)
+    run = RunWatch.of(
+        inputs.on_evaluate, inputs.plan, inputs.recipe, inputs.out_dir, removable_loss=math.log(2), packs=False
+    )
     arguments = training_arguments(
-        train_config,
-        plan,
+        inputs.recipe,
+        inputs.plan,
         run.checkpoints,
         run.fast,
         arguments_class=DPOConfig,
-        beta=train_config.dpo_beta,
-        loss_type=["sigmoid", "sft"] if train_config.dpo_sft_weight else ["sigmoid"],
-        loss_weights=[1.0, train_config.dpo_sft_weight] if train_config.dpo_sft_weight else None,
+        beta=inputs.recipe.dpo_beta,
+        loss_type=["sigmoid", "sft"] if inputs.recipe.dpo_sft_weight else ["sigmoid"],
+        loss_weights=[1.0, inputs.recipe.dpo_sft_weight] if inputs.recipe.dpo_sft_weight else None,
         max_length=None,  # pairs that do not fit were left out above
-        gradient_checkpointing=train_config.gradient_checkpointing,
+        gradient_checkpointing=inputs.recipe.gradient_checkpointing,
         metric_for_best_model="loss",  # the held-out pairs' DPO loss, lower is better
         greater_is_better=False,
         train_sampling_strategy="random",  # the pairs carry no `length` column to group by
@@ -132,8 +122,8 @@ def run_dpo_training(
         train_dataset=train_pairs,
         eval_dataset=val_pairs,
         processing_class=tokenizer,
-        peft_config=None if train_config.method == "full" else lora_config(train_config),
-        callbacks=run.callbacks(callbacks),
+        peft_config=None if inputs.recipe.method == "full" else lora_config(inputs.recipe),
+        callbacks=run.callbacks(inputs.callbacks),
     )
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
         run.health.initial_val_loss = initial_val_loss(trainer)

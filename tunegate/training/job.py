@@ -26,6 +26,7 @@ from tunegate.data.results import SplitResult
 from tunegate.runtime.stages import stage_directory
 from tunegate.training.budget import TrainingPlan, final_plan, trial_plan
 from tunegate.training.dpo import run_dpo_training
+from tunegate.training.inputs import TrainingInputs
 from tunegate.training.results import TrainResult
 from tunegate.training.sft import run_sft_training
 
@@ -105,9 +106,10 @@ def run_training(
 ) -> TrainResult:
     """Train from the base model (or the last checkpoint in out_dir) on `plan`; keep the best checkpoint by the
     plan's objective (or the last one) and save it."""
-    if train_config.objective == "dpo":
-        return run_dpo_training(train_rows, val_rows, model_config, train_config, plan, out_dir, on_evaluate, callbacks)
-    return run_sft_training(train_rows, val_rows, model_config, train_config, plan, out_dir, on_evaluate, callbacks)
+    inputs = TrainingInputs(
+        train_rows, val_rows, model_config, train_config, plan, out_dir, on_evaluate, list(callbacks or [])
+    )
+    return run_dpo_training(inputs) if train_config.objective == "dpo" else run_sft_training(inputs)
 
 
 def run_summary_metrics(result: TrainResult) -> dict[str, float]:

@@ -4,12 +4,10 @@ measured at the plan's rung steps (`TaskMetricTrainer`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tunegate.config.train import ModelConfig, TrainConfig
 from tunegate.core.errors import InputError
 from tunegate.lm.prompting import PromptFormat
 from tunegate.lm.sft_data import IGNORE_INDEX, encode_rows
@@ -17,50 +15,41 @@ from tunegate.training.budget import TrainingPlan
 from tunegate.training.results import TrainResult
 
 if TYPE_CHECKING:
-    from tunegate.training.callbacks import EvaluationHook
+    from tunegate.training.inputs import TrainingInputs
 from tunegate.training.model_setup import load_tokenizer_for_training, trainable_model, training_arguments
 from tunegate.training.run_watch import RunWatch
 
 
-def run_sft_training(
-    train_rows: pd.DataFrame,
-    val_rows: pd.DataFrame,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    plan: TrainingPlan,
-    out_dir: Path,
-    on_evaluate: EvaluationHook | None = None,
-    callbacks: list[Any] | None = None,
-) -> TrainResult:
+def run_sft_training(inputs: TrainingInputs) -> TrainResult:
     """Supervised fine-tuning on the prompt -> completion rows, loss on the target tokens only."""
     from tunegate.training.callbacks import TaskMetricTrainer
 
-    tokenizer = load_tokenizer_for_training(model_config)
-    prompt_format = PromptFormat.from_tokenizer(tokenizer, model_config.system_prompt)
-    train_encoded = encode_rows(train_rows, tokenizer, prompt_format, model_config.max_tokens)
+    tokenizer = load_tokenizer_for_training(inputs.model)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer, inputs.model.system_prompt)
+    train_encoded = encode_rows(inputs.train_rows, tokenizer, prompt_format, inputs.model.max_tokens)
     val_encoded = encode_rows(
-        val_rows.head(train_config.max_eval_rows), tokenizer, prompt_format, model_config.max_tokens
+        inputs.val_rows.head(inputs.recipe.max_eval_rows), tokenizer, prompt_format, inputs.model.max_tokens
     )
     if not train_encoded.input_ids or not val_encoded.input_ids:
         raise InputError(
-            f"no train or val rows fit model.max_tokens={model_config.max_tokens} "
+            f"no train or val rows fit model.max_tokens={inputs.model.max_tokens} "
             f"({train_encoded.overlength_rows} train rows were longer, the longest {train_encoded.longest_left_out})"
         )
-    model = trainable_model(model_config, train_config)
-    run = RunWatch.of(on_evaluate, plan, train_config, out_dir)
+    model = trainable_model(inputs.model, inputs.recipe)
+    run = RunWatch.of(inputs.on_evaluate, inputs.plan, inputs.recipe, inputs.out_dir)
     trainer = TaskMetricTrainer(
         model=model,
-        args=training_arguments(train_config, plan, run.checkpoints, run.fast),
+        args=training_arguments(inputs.recipe, inputs.plan, run.checkpoints, run.fast),
         train_dataset=train_encoded.to_dataset(),
         eval_dataset=val_encoded.to_dataset(),
         data_collator=sft_collator(tokenizer, run.fast.packing),
         processing_class=tokenizer,
-        callbacks=run.callbacks(callbacks),
-        objective_rows=objective_rows(val_rows, plan) if plan.objective == "task_metric" else None,
+        callbacks=run.callbacks(inputs.callbacks),
+        objective_rows=objective_rows(inputs.val_rows, inputs.plan) if inputs.plan.objective == "task_metric" else None,
         prompt_format=prompt_format,
-        metric=plan.metric,
-        labels=plan.labels,
-        label_scoring=plan.label_scoring,
+        metric=inputs.plan.metric,
+        labels=inputs.plan.labels,
+        label_scoring=inputs.plan.label_scoring,
     )
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with
         run.health.initial_val_loss = trainer.initial_val_loss()
