@@ -296,12 +296,15 @@ def champion_tags(config: PipelineConfig) -> dict[str, str] | None:
 
 def unloadable_version(uri: str, model_name: str, version: str) -> str | None:
     """Why a registered version cannot be loaded (its model files gone from the artifact store, which happens when
-    the store's folder is deleted while the registry database stays), else None; one listing of its artifacts."""
+    the store's folder is deleted while the registry database stays), else None; one listing of its artifacts.
+    The version is looked up in the registry at `uri` (a `models:/` URI would resolve against the process's own
+    registry, which in a worker is another store)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        files = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{model_name}/{version}", tracking_uri=uri)
+        location = mlflow_client(uri).get_model_version_download_uri(model_name, version)
+        files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=uri)
     except (MlflowException, OSError) as exc:
         return f"{model_name} v{version} cannot be listed ({one_line(exc)[:160]})"
     if not any(Path(item.path).name == "MLmodel" for item in files or []):
