@@ -299,9 +299,8 @@ def finetune_markdown(summary: dict[str, Any]) -> str:
     generation_markdown = f"{generation_change(evaluation)}.\n" if evaluation.get("generation_ci95") else ""
     if evaluation.get("drift"):  # what the candidate forgot (what it measures: tunegate/evaluation/drift.py)
         generation_markdown += f"\nDrift {drift_line(evaluation['drift']).removeprefix('drift ')}.\n"
-    generation_markdown += "".join(
-        f"\n{line.strip().capitalize()[0]}{line.strip()[1:]}.\n" for line in baseline_lines(evaluation)
-    )
+    for line in (text.strip() for text in baseline_lines(evaluation)):
+        generation_markdown += f"\n{line[:1].upper()}{line[1:]}.\n"
     chosen_markdown = ", ".join(f"{name} **{value}**" for name, value in formatted_params(sweep["best_params"]).items())
     return f"""# Fine-tuning run
 
