@@ -33,6 +33,7 @@ LONGEST_FIRST = [
     "tests/faults/test_services_down.py",  # 194
     "tests/tunegate/runtime/test_runners.py",  # 185
     "tests/flows/test_finetune.py",  # 150
+    "tests/test_readme.py",  # ~150 (a toy run registers the champion its serve and load blocks use)
     "tests/tunegate/training/test_distributed.py",  # 140
     "tests/flows/test_gemma_base.py",  # 122
     "tests/faults/test_cache_verification.py",  # 120

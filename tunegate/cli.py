@@ -28,6 +28,11 @@ from tunegate.runtime.retrying import PERMANENT_ERRNOS
 
 EXIT_INPUT_ERROR, EXIT_FAILURE = 2, 1
 log = logging.getLogger("tunegate")
+# Libraries that log through a stderr handler of their own, set up when they are imported (MLflow's and
+# transformers' do not propagate to the root): a 6-step sweep's checkpoints share one mtime and transformers'
+# "mtime may not be reliable" warning, or MLflow's pickling warning at registration, reached the terminal above the
+# one-line error.
+OWN_HANDLER_LIBRARIES = ("transformers", "datasets", "mlflow")
 
 
 def build_parser(description: str, flags: dict[str, str] | None = None) -> argparse.ArgumentParser:
@@ -59,6 +64,10 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
     if not verbose:
         for handler in root.handlers:
             handler.setLevel(logging.CRITICAL + 1)
+        library_logs_to_root()
+        # Python warnings too (the `py.warnings` logger): Great Expectations turns this on when its validator is
+        # imported, so a run whose validate stage was cached printed library warnings above its one-line error.
+        logging.captureWarnings(True)
     file_handler = logging.FileHandler(debug_log, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     file_handler.addFilter(RedactingFilter())
@@ -70,6 +79,22 @@ def logs_routed_to(debug_log: Path, verbose: bool) -> Iterator[None]:
     finally:
         root.removeHandler(file_handler)
         file_handler.close()
+
+
+def library_logs_to_root() -> None:
+    """Mute the stderr handlers of `OWN_HANDLER_LIBRARIES` and let their records propagate: they reach the debug
+    log like every other library's."""
+    import importlib
+
+    for name in OWN_HANDLER_LIBRARIES:
+        importlib.import_module(name)  # each sets up its handler on import; the flows import them all anyway
+        library = logging.getLogger(name)
+        for handler in library.handlers:
+            handler.setLevel(logging.CRITICAL + 1)
+        library.propagate = True
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()  # MLflow's own stream, which its `eprint` notices ("Created version '1' …") also print to
 
 
 def run_cli(

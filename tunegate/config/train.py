@@ -53,7 +53,10 @@ class HealthConfig(StrictModel):
         default=5.0, gt=1.0, description="A logged gradient norm above this multiple of the median so far is a spike."
     )
     max_grad_spikes: int = Field(
-        default=3, ge=0, description="More spikes than this in one run are flagged `grad_norm_spikes`."
+        default=3,
+        ge=0,
+        description="More spikes than this in one run are flagged `grad_norm_spikes` when the next validation loss "
+        "is worse than its best so far (spikes the val loss shrugs off are counted, not flagged).",
     )
     max_loss_rise: float = Field(
         default=0.5,

@@ -38,7 +38,31 @@ def test_gradient_spikes_count_only_once_warm_up_norms_no_longer_set_the_scale()
     for step, norm in enumerate([30.0, 40.0, 50.0, 60.0], start=11):  # after step 10: 10x the median, 4 times
         watch.observe(step, 2.0, norm)
     assert watch.report().grad_spikes == 4
-    assert watch.report().issues[0].startswith("grad_norm_spikes: 4 norms above 5x the median")
+    assert watch.report().issues == [
+        "grad_norm_spikes: 4 norms above 5x the median 3 (largest 60, steps 11, 12, 13, 14)"
+    ]
+
+
+def spiky_run(val_losses: list[float]) -> HealthWatch:
+    """The 20-step SmolLM2 smoke run's shape (issue 26): ~0.8 on reply batches, 4-5 on label batches after step
+    10, with the val loss measured before training and at the given steps."""
+    watch = HealthWatch(HealthConfig(min_loss_drop=0.0), first_rung=10, initial_val_loss=3.0)
+    norms = [0.77, 0.8, 0.68, 0.69, 0.75, 0.82, 0.86, 0.81, 0.92, 0.8, 5.22, 4.5, 0.9, 4.2, 0.8, 4.4]
+    for step, norm in enumerate(norms, start=1):
+        watch.observe(step, 3.0, norm)
+        if step % 8 == 0:
+            watch.observe_evaluation(step, val_losses[step // 8 - 1])
+    return watch
+
+
+def test_gradient_spikes_the_validation_loss_shrugs_off_are_counted_not_flagged():
+    learning = spiky_run([2.5, 1.2])  # the val loss keeps falling through 4 spikes
+    assert (learning.report().grad_spikes, learning.report().healthy) == (4, True)
+    harmed = spiky_run([2.5, 2.6])  # worse than its best after them
+    assert harmed.report().issues == [
+        "grad_norm_spikes: 4 norms above 5x the median 0.815 (largest 5.22, steps 11, 12, 14, 16), and val loss "
+        "2.600 at step 16 (best 2.500)"
+    ]
 
 
 def test_a_loss_that_shoots_up_is_flagged_at_once_before_the_judged_step():
