@@ -37,7 +37,8 @@ demo-dpo: demo
 # Two pytest-xdist workers, one torch thread each, a test file's tests on one worker (their module fixtures, such
 # as the whole-DAG runs of tests/flows, are shared as in a serial run), the longest files first (tests/conftest.py:
 # LONGEST_FIRST; xdist's own reorder, most tests first, is off). Measured on 2 cores, 2026-12-03: 2,328 s of tests,
-# 1,442 s of pytest with xdist's order; 3 workers: 1,524 s (they contend for the 2 cores).
+# 1,442 s of pytest with xdist's order; 3 workers: 1,524 s (they contend for the 2 cores); with this order and the
+# tiny runs at 4 rows a step, 1,047 s of pytest from a fresh clone (`.ci/run`: 19 min 54 s with the install).
 # `make base` first: the suite trains the real default base, fetched by the command a user runs. The system packages
 # some tests start (PostgreSQL, Chromium) are installed where missing (scripts/system-packages, one line if it does).
 TEST_WORKERS ?= 2
@@ -45,9 +46,9 @@ test: base
 	scripts/system-packages
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The fast loop (< 1 minute on 2 cores): everything but whole-DAG runs, real-process faults and services,
-# on 2 pytest-xdist workers with one torch thread each, idle workers stealing queued tests (55 s of pytest
-# here; serial 78 s; 2 workers with torch's default 2 threads each oversubscribe the cores: 147 s).
+# The fast loop: everything but whole-DAG runs, real-process faults and services, on 2 pytest-xdist workers with
+# one torch thread each, idle workers stealing queued tests (303 tests, 100 s of pytest here on 2026-12-03, 107 s
+# with start-up; 2 workers with torch's default 2 threads each oversubscribe the cores: 147 s for the 55 s of then).
 test-fast: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist worksteal
 

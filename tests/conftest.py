@@ -33,11 +33,11 @@ LONGEST_FIRST = [
     "tests/faults/test_services_down.py",  # 194
     "tests/tunegate/runtime/test_runners.py",  # 185
     "tests/flows/test_finetune.py",  # 150
-    "tests/test_readme.py",  # ~150 (a toy run registers the champion its serve and load blocks use)
     "tests/tunegate/training/test_distributed.py",  # 140
     "tests/flows/test_gemma_base.py",  # 122
     "tests/faults/test_cache_verification.py",  # 120
     "tests/tunegate/training/test_dpo.py",  # 95
+    "tests/test_readme.py",  # 93 (a toy run registers the champion its serve and load blocks use)
     "tests/faults/test_bad_config_and_environment.py",  # 85
     "tests/tasks/test_train.py",  # 70
     "tests/flows/test_prepare_data.py",  # 45
