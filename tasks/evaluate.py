@@ -35,7 +35,13 @@ from tunegate.evaluation.results import EvaluationOutput
 from tunegate.evaluation.scoring import (
     generate,
 )
-from tunegate.lm.model_loading import is_adapter, load_causal_lm, load_tokenizer, load_trained_model
+from tunegate.lm.model_loading import (
+    is_adapter,
+    load_causal_lm,
+    load_tokenizer,
+    load_trained_model,
+    merged_for_inference,
+)
 from tunegate.lm.prompting import PromptFormat
 from tunegate.runtime.caching import stage_cache_policy
 from tunegate.runtime.stages import stage_directory
@@ -128,11 +134,13 @@ def evaluate_final_model(
     if settings.dpo_beta is not None:  # DPO: judged on the preference pairs against its reference, the base
         with base_view(tuned, separate_base) as reference_model:
             reference = reply_logprobs(reference_model, tokenizer, prompt_format, rows, evaluation.batch_size)
-        policy = reply_logprobs(tuned, tokenizer, prompt_format, rows, evaluation.batch_size)
+        with merged_for_inference(tuned) as merged:
+            policy = reply_logprobs(merged, tokenizer, prompt_format, rows, evaluation.batch_size)
         result = preference_result(result, reference, policy, settings.dpo_beta, evaluation.seed)
         reference_logprobs = dict(zip(REFERENCE_COLUMNS, reference, strict=True))
     if retention is not None:
-        drift = measure_drift(tuned, tokenizer, prompt_format, retention.read(), evaluation)
+        with merged_for_inference(tuned) as merged:
+            drift = measure_drift(merged, tokenizer, prompt_format, retention.read(), evaluation)
         result = result.model_copy(update={"drift": drift})
     write_text_atomic(out_dir / "evaluation.json", result.model_dump_json(indent=2))
     scores = pd.DataFrame(

@@ -18,6 +18,7 @@ from tunegate.evaluation.scoring import (
     generate,
     new_token_budget,
 )
+from tunegate.lm.model_loading import merged_for_inference
 from tunegate.lm.prompting import PromptFormat
 from tunegate.lm.sft_data import target_logprobs
 
@@ -70,7 +71,8 @@ def evaluate_against_base(
     (full fine-tuning), else the tuned PEFT model with its adapters disabled."""
     with base_view(tuned_model, base_model) as base_weights:
         base = predict(base_weights, tokenizer, prompt_format, rows, labels, batch_size)
-    tuned = predict(tuned_model, tokenizer, prompt_format, rows, labels, batch_size)
+    with merged_for_inference(tuned_model) as merged:
+        tuned = predict(merged, tokenizer, prompt_format, rows, labels, batch_size)
     return compare_models(rows, base, tuned, labels, seed, label_scoring)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,36 @@ def load_trained_model(directory: str | Path, base: str, trust_remote_code: bool
     from peft import PeftModel
 
     return PeftModel.from_pretrained(load_causal_lm(base, trust_remote_code), str(directory))
+
+
+@contextmanager
+def merged_for_inference(model: Any) -> Iterator[Any]:
+    """`model` with its LoRA deltas added into the base weights for the duration (PEFT `merge_adapter`), then
+    taken out again (`unmerge_adapter`); any other model unchanged.
+
+    An unmerged LoRA layer runs the base matmul plus two skinny ones, a scale and an add over full-size
+    activations: on 2 CPU cores SmolLM2's forward takes 12.8 s instead of 8.7 s for 32 x 120 tokens (r=16,
+    all-linear), for ~5% more FLOPs. Merged, evaluation runs at the base's speed. Unmerging subtracts the same
+    delta (float32: the base weights come back within an ulp or two, deterministically). Not merged: methods
+    without weight deltas (virtual tokens) and quantized bases (merging into 4-bit weights rounds them)."""
+    if not _merges_exactly(model):
+        yield model
+        return
+    model.base_model.merge_adapter()
+    try:
+        yield model
+    finally:
+        model.base_model.unmerge_adapter()
+
+
+def _merges_exactly(model: Any) -> bool:
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config or model.active_peft_config.is_prompt_learning:
+        return False
+    base = model.get_base_model()
+    return model.active_peft_config.peft_type == "LORA" and not (
+        getattr(base, "is_quantized", False) or getattr(base, "hf_quantizer", None) is not None
+    )
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:

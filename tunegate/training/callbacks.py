@@ -14,6 +14,7 @@ from typing import Any
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback
 
 from tunegate.evaluation.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric, tie_broken
+from tunegate.lm.model_loading import merged_for_inference
 from tunegate.runtime.progress import TRAINING_KEY, UPDATES_PER_RUN, ProgressArtifact
 from tunegate.training.health import HealthWatch
 
@@ -62,13 +63,16 @@ class TaskMetricTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
-        output = super().evaluation_loop(*args, **kwargs)
+        # LoRA merged into the base for the val loss and the objective: each rung's evaluation runs ~1.5x faster
+        # on CPU (`merged_for_inference`), and training resumes on the unmerged adapter.
+        with merged_for_inference(self.model):
+            output = super().evaluation_loop(*args, **kwargs)
+            value = None if self.objective_rows is None else self.task_metric()
         prefix = kwargs.get("metric_key_prefix", "eval")
         loss = output.metrics[f"{prefix}_loss"]
-        if self.objective_rows is None:
+        if value is None:
             output.metrics[f"{prefix}_{SELECTION}"] = -loss
             return output
-        value = self.task_metric()
         output.metrics[f"{prefix}_{self.metric}"] = value
         output.metrics[f"{prefix}_{SELECTION}"] = tie_broken(value, loss)
         return output
