@@ -12,7 +12,11 @@ from typing import Any
 import pandas as pd
 
 from tunegate.evaluation.comparison import compare_models
-from tunegate.evaluation.label_likelihood import label_choices, label_logprobs, label_token_counts
+from tunegate.evaluation.label_likelihood import (
+    generations_and_label_logprobs,
+    label_choices,
+    label_token_counts,
+)
 from tunegate.evaluation.results import EvalResult, Predictions
 from tunegate.evaluation.scoring import (
     generate,
@@ -33,14 +37,18 @@ def predict(
 ) -> Predictions:
     """Mean target-token loss (teacher forcing), greedy generations and, for labelled tasks, the likeliest label,
     for every row."""
-    prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
-    generations = generate(model, tokenizer, prompts, new_token_budget(tokenizer, labels), batch_size)
+    budget = new_token_budget(tokenizer, labels)
     if not labels or not set(rows["completion"]) <= set(labels):
+        prompts = [prompt_format.format_row(row).prompt for row in rows.to_dict("records")]
+        generations = generate(model, tokenizer, prompts, budget, batch_size)
         loss = target_token_loss(model, tokenizer, prompt_format, rows, batch_size)
         choices = label_choices(model, tokenizer, prompt_format, rows, labels, batch_size) if labels else None
         return Predictions(loss=loss, generations=generations, label_choices=choices)
-    # Every row's target is one of the labels, so the label scores hold its loss too: one pass instead of two.
-    scores = label_logprobs(model, tokenizer, prompt_format, rows, labels, batch_size)
+    # Every row's target is one of the labels, so the label scores hold its loss too, and they come from the same
+    # pass over the prompts as the greedy answers: one pass instead of three.
+    generations, scores = generations_and_label_logprobs(
+        model, tokenizer, prompt_format, rows, labels, budget, batch_size
+    )
     counts = label_token_counts(tokenizer, prompt_format, labels)
     expected = [labels.index(completion) for completion in rows["completion"]]
     nll = -sum(scores[row, label] for row, label in enumerate(expected))

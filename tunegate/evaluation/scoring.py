@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,19 @@ def new_token_budget(tokenizer: Any, labels: list[str] | None) -> int:
     return label_token_budget(tokenizer, labels) if labels else FREE_TEXT_NEW_TOKENS
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+# Called per batch with (the batch's prompt indices, the tokenized batch, `generate`'s output with the raw logits
+# of each step and the key/value cache): work that reuses the batch's one pass over its prompts.
+AfterPrompts = Callable[[list[int], Any, Any], None]
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    after_prompts: AfterPrompts | None = None,
+) -> list[str]:
     """Greedy continuations of each prompt, batched with left padding (the model's device is used)."""
     import torch
 
@@ -100,7 +113,11 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=stop_token_ids(tokenizer, getattr(model, "generation_config", None)),
+                    **({"return_dict_in_generate": True, "output_logits": True} if after_prompts else {}),
                 )
+                if after_prompts:
+                    after_prompts(chosen, batch, generated)
+                    generated = generated.sequences
             new_tokens = generated[:, batch["input_ids"].shape[1] :]
             answers = [tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
             outputs.update(zip(chosen, answers, strict=True))

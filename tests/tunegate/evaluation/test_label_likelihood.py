@@ -1,4 +1,5 @@
-"""Label-likelihood scoring: the cached prompt path equals teacher forcing every (row, label) pair in full."""
+"""Label-likelihood scoring: the cached prompt path equals teacher forcing every (row, label) pair in full, and
+scoring the labels on the pass that generates the greedy answers changes neither."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import REPO
-from tunegate.evaluation.label_likelihood import expanded_row_logprobs, label_choices, label_logprobs
+from tunegate.evaluation.label_likelihood import (
+    expanded_row_logprobs,
+    generations_and_label_logprobs,
+    label_choices,
+    label_logprobs,
+)
+from tunegate.evaluation.scoring import generate
 from tunegate.lm.prompting import PromptFormat
 
 BASE_MODEL = REPO / "demo" / "base_model"
@@ -44,3 +51,17 @@ def test_each_row_gets_its_likeliest_label():
     chosen = label_choices(model, tokenizer, prompt_format, ROWS, LABELS, batch_size=3)
     assert chosen == [LABELS[i] for i in scores.argmax(axis=1)]
     assert label_choices(model, tokenizer, prompt_format, ROWS.head(0), LABELS, batch_size=3) == []
+
+
+def test_greedy_answers_and_label_scores_from_one_pass_equal_each_computed_alone():
+    model, tokenizer = toy_model_and_tokenizer()
+    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    prompts = [prompt_format.format_row(row).prompt for row in ROWS.to_dict("records")]
+    # Batches of 2: one left-padded batch; 6 new tokens: the cache holds answer tokens that must be cropped off.
+    answers, scores = generations_and_label_logprobs(
+        model, tokenizer, prompt_format, ROWS, LABELS, max_new_tokens=6, batch_size=2
+    )
+    assert answers == generate(model, tokenizer, prompts, 6, batch_size=2)
+    assert max(len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in answers) > 1
+    alone = label_logprobs(model, tokenizer, prompt_format, ROWS, LABELS, batch_size=2)
+    np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-4)
