@@ -46,9 +46,11 @@ test: base
 	scripts/system-packages
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The fast loop: everything but whole-DAG runs, real-process faults and services, on 2 pytest-xdist workers with
-# one torch thread each, idle workers stealing queued tests (303 tests, 100 s of pytest here on 2026-12-03, 107 s
-# with start-up; 2 workers with torch's default 2 threads each oversubscribe the cores: 147 s for the 55 s of then).
+# The fast loop: everything but whole-DAG runs, stage tests that train a model (tests/tasks/test_{train,evaluate,
+# export,register,base_model}.py), real-process tests and services, on 2 pytest-xdist workers with one torch thread
+# each, idle workers stealing queued tests (319 tests, 66 s of pytest here on 2026-12-03, 73 s with start-up; of
+# each worker's time ~20 s is importing torch, transformers, MLflow and Prefect to collect and ~13 s starting its
+# Prefect server; 2 workers with torch's default 2 threads each oversubscribe the cores: 147 s for 55 s).
 test-fast: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist worksteal
 

@@ -2,8 +2,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flows.command import SUBCOMMANDS
 from tests.conftest import REPO
+
+# make test-fast leaves it out: starts the console script as fresh processes
+pytestmark = pytest.mark.slow
 
 TUNEGATE = Path(sys.executable).parent / "tunegate"  # the console script `make install` puts beside python
 

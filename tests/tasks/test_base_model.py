@@ -14,6 +14,9 @@ from tunegate.core.refs import write_table
 from tunegate.lm.prompting import PromptFormat
 from tunegate.runtime.tracking import open_pipeline_run
 
+# make test-fast leaves it out: trains and registers a champion, then merges it into a base
+pytestmark = pytest.mark.slow
+
 
 def trained_looking_adapter(path) -> str:
     """A LoRA adapter whose B matrices are random (an untrained one adds nothing: merged would equal the base)."""

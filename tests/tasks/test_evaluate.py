@@ -1,3 +1,4 @@
+import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -12,6 +13,9 @@ from tunegate.evaluation.predictions import evaluate_against_base
 from tunegate.lm.prompting import PromptFormat
 from tunegate.training.budget import fixed_plan
 from tunegate.training.job import run_training
+
+# make test-fast leaves it out: trains, then evaluates base and tuned models through the evaluate stage
+pytestmark = pytest.mark.slow
 
 
 def test_a_trained_adapter_is_evaluated_against_its_base_on_the_same_rows(tmp_path):

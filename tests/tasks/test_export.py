@@ -21,6 +21,9 @@ from tunegate.registry.exports import load_build
 from tunegate.training.budget import fixed_plan
 from tunegate.training.job import run_training
 
+# make test-fast leaves it out: trains, then builds, scores and times the exports
+pytestmark = pytest.mark.slow
+
 LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
 BOTH = ExportConfig(merged=True, int8=True, latency_rows=4)
 

@@ -2,11 +2,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.fixtures.registry import BASE_MODEL, register, wait_for_version
 from tunegate.core.refs import AdapterRef
 from tunegate.registry.versions import registry_lock
 from tunegate.runtime.tracking import mlflow_client
+
+# make test-fast leaves it out: trains, evaluates and registers versions in a real MLflow registry
+pytestmark = pytest.mark.slow
 
 # --- Concurrent registrations against one real MLflow registry (SQLite) and the real Prefect server ---
 

@@ -22,6 +22,9 @@ from tunegate.training.budget import fixed_plan
 from tunegate.training.job import run_training
 from tunegate.training.run_watch import last_complete_checkpoint
 
+# make test-fast leaves it out: trains the toy model through the train stage
+pytestmark = pytest.mark.slow
+
 
 def test_lora_trains_every_adapter_weight_and_lowers_val_loss(tmp_path):
     result = run_training(ticket_rows(64), ticket_rows(16, skip=64), ModelConfig(base=BASE_MODEL), TINY, PLAN, tmp_path)
@@ -93,7 +96,6 @@ print("RESUMED", result.resumed_from_step, "STEPS", result.steps)
 """
 
 
-@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT.format(repo=str(REPO)))

@@ -8,8 +8,13 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 from tunegate.cli import json_safe
+
+# make test-fast leaves it out: starts the CLI as a fresh process
+pytestmark = pytest.mark.slow
 
 # In a fresh process (logging state is process-wide): a Python warning, a transformers warning (its own stderr
 # handler, not propagating), an MLflow log line and an MLflow `eprint` notice, all inside `logs_routed_to`.

@@ -78,10 +78,16 @@ class TaskMetricTrainer(Trainer):
         return output
 
     def initial_val_loss(self) -> float:
-        """Validation loss before the first step (no callbacks, nothing logged): the health check's baseline."""
-        output = super().evaluation_loop(
-            self.get_eval_dataloader(), description="Initial", prediction_loss_only=True, metric_key_prefix="initial"
-        )
+        """Validation loss before the first step (no callbacks, nothing logged): the health check's baseline. A
+        fresh LoRA adds zero, so merged it is the base's loss to the bit, at the base's speed (a merged forward
+        measured 1.5x faster, `merged_for_inference`; unmerged this took 16 s on SmolLM2's 64 demo val rows)."""
+        with merged_for_inference(self.model):
+            output = super().evaluation_loop(
+                self.get_eval_dataloader(),
+                description="Initial",
+                prediction_loss_only=True,
+                metric_key_prefix="initial",
+            )
         return float(output.metrics["initial_loss"])
 
     def task_metric(self) -> float:

@@ -15,6 +15,9 @@ import pytest
 
 from tunegate.ops.orphans import alive, server_children, watch
 
+# make test-fast leaves it out: real processes started and killed
+pytestmark = pytest.mark.slow
+
 RUN = """
 import subprocess, sys, time
 sleep = [sys.executable, "-c", "import time; time.sleep(120)"]

@@ -5,12 +5,16 @@ import subprocess
 import sys
 import time
 
+import pytest
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tests.conftest import REPO
 from tunegate.runtime.caching import bound_to_home, stage_cache_policy
 from tunegate.runtime.locking import HostLockManager, lock_directory
+
+# make test-fast leaves it out: real processes hold locks and are killed
+pytestmark = pytest.mark.slow
 
 
 @task(cache_policy=stage_cache_policy())
