@@ -80,21 +80,44 @@ def main() -> None:
         "--config", default="deployments/demo_tiny.yaml", help="the pipeline config (deployments/demo.yaml: SmolLM2)"
     )
     args = parser.parse_args()
+    name = results_name(args.config)
     measured = {}
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as scratch:
         for method in args.methods:
             measured[method] = run_method(method, Path(scratch) / method, args.config)
             print(json.dumps(measured[method]), flush=True)
-    committed = json.loads((RESULTS / "methods.json").read_text())["rows"] if args.update else []
+    committed = json.loads((RESULTS / f"{name}.json").read_text())["rows"] if args.update else []
     kept = {row["method"]: row for row in committed}
     rows = [measured.get(method) or kept[method] for method in METHODS if method in measured or method in kept]
     every_one = all(row["promoted"] is not None for row in rows)
     targets = [target("every method runs the whole DAG (train, evaluate, gate, register)", len(rows), every_one)]
-    notes = (
-        "Demo data (2880 train rows, 6 labels), 1 epoch = 180 steps, 8 trials; LoRA with the demo's range "
-        "5e-4..2e-2, the others with their default ranges. Tokens/s are the chosen trial's, on this machine."
+    write_results(name, rows, targets, run_notes(args.config))
+
+
+def results_name(config: str) -> str:
+    """`methods` for the toy base's config (the committed table `make bench` refreshes), `methods-<config stem>`
+    for another (deployments/demo.yaml: `methods-demo`, SmolLM2), so one base's table never overwrites another's.
+
+    >>> results_name("deployments/demo_tiny.yaml"), results_name("deployments/demo.yaml")
+    ('methods', 'methods-demo')
+    """
+    stem = Path(config).stem
+    return "methods" if stem == "demo_tiny" else f"methods-{stem}"
+
+
+def run_notes(config: str) -> str:
+    """What every row shares, read from the config: base, budget, sweep and evaluation."""
+    from tunegate.config.loading import load_config
+
+    pipeline = load_config(config)
+    train, sweep = pipeline.train, pipeline.sweep
+    epochs = f"{train.epochs:g} epoch" + ("" if train.epochs == 1 else "s")
+    budget = f"{train.max_steps} steps" if train.max_steps else epochs
+    return (
+        f"{config}: base {pipeline.model.base}, budget {budget} of {train.batch_size} rows, {sweep.n_trials} trials "
+        f"({sweep.pruner}), {pipeline.eval.max_rows} test rows; LoRA in the config's rate range, the others in "
+        "their default ranges. Tokens/s are the chosen trial's, on this machine."
     )
-    write_results("methods", rows, targets, notes)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The `>>>` examples in the package's docstrings run as tests: an example that no longer holds fails here."""
+"""The `>>>` examples in the package's and the benchmarks' docstrings run as tests: an example that no longer holds
+fails here."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from tests.conftest import REPO
 def modules_with_examples() -> list[str]:
     return sorted(
         ".".join(path.relative_to(REPO).with_suffix("").parts)
-        for path in (REPO / "tunegate").rglob("*.py")
+        for folder in ("tunegate", "bench")
+        for path in (REPO / folder).rglob("*.py")
         if ">>> " in path.read_text()
     )
 
 
 def test_the_package_has_docstring_examples():
-    assert "tunegate.training.budget" in modules_with_examples()
+    assert {"tunegate.training.budget", "bench.methods"} <= set(modules_with_examples())
 
 
 @pytest.mark.parametrize("module_name", modules_with_examples())
