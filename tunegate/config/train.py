@@ -118,6 +118,15 @@ class TrainConfig(StrictModel):
         default="all-linear",
         description="Modules that get adapters: all-linear (every linear but the output), or names.",
     )
+    lora_top_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="LoRA on the last N transformer blocks only (PEFT's layers_to_transform), the other blocks frozen "
+        "as they are: the backward pass stops at the lowest adapted block. SmolLM2-135M (30 blocks), 8 x 120 tokens, "
+        "2 CPU threads: every block 8.2 s a step, the top 15 5.2 s (1.6x). It learns less and forgets less: the demo "
+        "with the top 15 scored 0.935 on test instead of 0.990, at a drift of 0.63 nats/token instead of 1.59. None: "
+        "every block.",
+    )
     learning_rate: float = Field(default=2e-4, gt=0.0, description="Peak learning rate (the sweep tunes it).")
     epochs: float = Field(
         default=2.0,

@@ -122,7 +122,7 @@ def run_dpo_training(inputs: TrainingInputs) -> TrainResult:
         train_dataset=train_pairs,
         eval_dataset=val_pairs,
         processing_class=tokenizer,
-        peft_config=None if inputs.recipe.method == "full" else lora_config(inputs.recipe),
+        peft_config=None if inputs.recipe.method == "full" else lora_config(inputs.recipe, model),
         callbacks=run.callbacks(inputs.callbacks),
     )
     if run.last_checkpoint is None:  # a resumed run's weights are not the base's: no baseline to compare with

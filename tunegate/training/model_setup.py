@@ -42,19 +42,55 @@ def trainable_model(model_config: ModelConfig, train_config: TrainConfig) -> Any
         return get_peft_model(model, virtual_token_config(model_config, train_config))
     if train_config.method == "qlora" or model_config.load_in_8bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train_config.gradient_checkpointing)
-    return get_peft_model(model, lora_config(train_config))
+    return get_peft_model(model, lora_config(train_config, model))
 
 
-def lora_config(train_config: TrainConfig) -> Any:
-    """PEFT's LoRA config of the recipe (alpha defaults to 2 x rank)."""
+def lora_config(train_config: TrainConfig, model: Any) -> Any:
+    """PEFT's LoRA config of the recipe for `model` (alpha defaults to 2 x rank; train.lora_top_layers: the last
+    blocks only)."""
     from peft import LoraConfig
 
+    layers = top_layer_indices(model, train_config.lora_top_layers)
+    targets = train_config.target_modules
+    if layers is not None and isinstance(targets, str):  # PEFT takes layers_to_transform with module names only
+        if targets != "all-linear":
+            raise InputError(
+                f"train.lora_top_layers needs train.target_modules as all-linear or a list of names, not {targets!r}"
+            )
+        targets = linear_module_names(model)
     return LoraConfig(
         r=train_config.lora_r,
         lora_alpha=train_config.lora_alpha or 2 * train_config.lora_r,
         lora_dropout=train_config.lora_dropout,
-        target_modules=train_config.target_modules,
+        target_modules=targets,
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
+    )
+
+
+def top_layer_indices(model: Any, top: int | None) -> list[int] | None:
+    """Indices of the last `top` transformer blocks (None: every block)."""
+    if top is None:
+        return None
+    count = model.config.get_text_config().num_hidden_layers
+    if top > count:
+        raise InputError(f"train.lora_top_layers={top}: the base has {count} transformer blocks; expected 1..{count}")
+    return list(range(count - top, count))
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """What all-linear names: the last name of every linear module but the output layer (q_proj, up_proj, ...; GPT-2's
+    Conv1D projections count as linear, as in PEFT)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    output = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear | Conv1D) and module is not output
+        }
     )
 
 
