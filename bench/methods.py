@@ -1,15 +1,16 @@
 """Training methods side by side: the whole pipeline on the demo data once per `train.method`.
 
-python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning] [--update]
+python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning] [--update] [--config CONFIG]
 
 `--update` replaces only the rows of the methods run in the committed results (one method measured again alone).
 Run it with nothing else on the machine: the tokens/s column is the chosen trial's, and a second process on two
 cores halves it.
 
-Each method runs `python -m flows.finetune --config deployments/demo.yaml` in a fresh process with a fresh home and
-the same data, budget (1 epoch), sweep (8 trials, successive halving) and evaluation (300 test rows). LoRA keeps the
-demo's learning-rate range (5e-4..2e-2); every other method searches its own default range
-(`tunegate.config.sweep.LEARNING_RATE_RANGES`). Exports are off (they are measured by the pipeline's own report).
+Each method runs `python -m flows.finetune --config <config>` (deployments/demo_tiny.yaml, the toy base, unless
+`--config` names another: deployments/demo.yaml trains SmolLM2) in a fresh process with a fresh home and the config's
+data, budget, sweep and evaluation (written under the table, `run_notes`). LoRA keeps the config's learning-rate
+range; every other method searches its own default range (`tunegate.config.sweep.LEARNING_RATE_RANGES`). Exports are
+off (they are measured by the pipeline's own report).
 
 Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the mean
 loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the drift from the
