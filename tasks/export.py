@@ -3,8 +3,9 @@ before it may be registered.
 
 `export.merged` writes the LoRA adapter merged into the base (`merge_and_unload`: safetensors, tokenizer, prompt
 format); `export.int8` is those whole weights (or a full fine-tune's) with every linear layer dynamically quantized
-to int8 for CPU serving. Each build's task metric is measured on the rows the adapter was evaluated on, with the
-same greedy generation, and its latency per request (p50/p95 of one row at a time on this machine) and the size of
+to int8 for CPU serving. Each build's task metric is measured on the rows the adapter was evaluated on, the way the
+adapter's was (the same greedy generation, or the likeliest label under `task.label_scoring: likelihood`), and its
+latency per request (p50/p95 of one row at a time on this machine) and the size of
 the weights it serves are recorded next to the adapter's. A build may be registered only when its metric is within
 `export.max_metric_drop` of the adapter's; the register stage then registers it as a version of its own.
 """
@@ -22,6 +23,7 @@ from prefect import task
 from tunegate.config.registry import ExportConfig, ExportSettings
 from tunegate.core.fingerprint import fingerprint_value
 from tunegate.core.refs import AdapterRef
+from tunegate.evaluation.label_likelihood import label_choices
 from tunegate.evaluation.preference import pair_scores, reference_logprobs
 from tunegate.evaluation.results import EvaluationOutput
 from tunegate.evaluation.scoring import generate, mean_or_nan, new_token_budget, scores_for_metric
@@ -59,6 +61,10 @@ class BuildBench:
     export: ExportConfig
     batch_size: int
     reference: tuple[np.ndarray, np.ndarray] | None = None
+    # task.label_scoring of the evaluation: a build is scored the way the adapter's task metric was (greedy answers,
+    # or the likeliest label), so its drop compares like with like; `held_to` names that metric.
+    label_scoring: str = "generation"
+    held_to: str = ""
 
     def prompts(self) -> list[str]:
         return [self.prompt_format.format_row(row).prompt for row in self.rows.to_dict("records")]
@@ -68,6 +74,9 @@ class BuildBench:
         reference log-probabilities the evaluation kept."""
         if self.reference is not None:
             return pair_scores(model, self.tokenizer, self.prompt_format, self.rows, self.reference, self.batch_size)
+        if self.label_scoring == "likelihood" and self.labels:
+            choices = label_choices(model, self.tokenizer, self.prompt_format, self.rows, self.labels, self.batch_size)
+            return scores_for_metric(self.metric, self.rows, choices)
         generations = generate(model, self.tokenizer, prompts, budget, self.batch_size)
         return scores_for_metric(self.metric, self.rows, generations)
 
@@ -99,8 +108,8 @@ class BuildBench:
             registrable=within and name != "adapter",
             reason="the adapter as evaluated"
             if name == "adapter"
-            else f"{self.metric} {value:.3f} vs adapter {self.adapter_metric:.3f} (drop {drop:+.3f}, {verdict} "
-            f"export.max_metric_drop {self.export.max_metric_drop:.3f})",
+            else f"{self.held_to or self.metric} {value:.3f} vs adapter {self.adapter_metric:.3f} (drop {drop:+.3f}, "
+            f"{verdict} export.max_metric_drop {self.export.max_metric_drop:.3f})",
         )
 
 
@@ -109,7 +118,10 @@ def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: Ex
     """The adapter and each configured export, scored and timed side by side; no builds when none is configured."""
     model_config, export = settings.model, settings.export
     base, trusted = base_model_reference(model_config.base), model_config.trust_remote_code
-    nothing = ExportResult(task_metric=evaluated.result.task_metric, base_model=base, trust_remote_code=trusted)
+    metric, label_scoring = evaluated.result.task_metric, evaluated.result.label_scoring
+    # The builds are held to the metric the gate used: `likelihood_accuracy` when labels are scored by likelihood.
+    held_to = f"likelihood_{metric}" if label_scoring == "likelihood" else metric
+    nothing = ExportResult(task_metric=held_to, base_model=base, trust_remote_code=trusted)
     if not (export.merged or export.int8):
         return nothing
     from transformers import AutoTokenizer
@@ -119,11 +131,13 @@ def export_builds(adapter: AdapterRef, evaluated: EvaluationOutput, settings: Ex
         tokenizer=AutoTokenizer.from_pretrained(adapter.path),
         prompt_format=PromptFormat.load(adapter.path),
         labels=settings.task.labels,
-        metric=nothing.task_metric,
-        adapter_metric=evaluated.result.finetuned[nothing.task_metric],
+        metric=metric,
+        adapter_metric=evaluated.result.finetuned[held_to],
         export=export,
         batch_size=settings.evaluation.batch_size,
         reference=reference_logprobs(evaluated),
+        label_scoring=label_scoring,
+        held_to=held_to,
     )
     # An adapter serves its base too: both count in its size.
     adapter_model = load_trained_model(adapter.path, base, trusted)

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.slow
 
 LABELS = ["billing", "shipping", "returns", "technical", "account", "product"]
 BOTH = ExportConfig(merged=True, int8=True, latency_rows=4)
+# Two LoRA steps on the demo model pick the right label by likelihood on 7 of 24 test tickets.
+LIKELIHOOD_ACCURACY = 7 / 24
 
 
 def settings_for(home: Path, export: ExportConfig = BOTH) -> ExportSettings:
@@ -107,6 +109,29 @@ def test_a_build_beyond_the_metric_drop_is_refused_with_its_numbers(evaluated_ad
     # int8 arithmetic can round differently on another CPU's kernels: its own score, the same verdict.
     assert int8.reason == (
         f"accuracy {int8.task_metric:.3f} vs adapter 0.950 (drop {int8.metric_drop:+.3f}, beyond "
+        "export.max_metric_drop 0.010)"
+    )
+
+
+def test_under_likelihood_scoring_the_builds_are_held_to_the_adapters_likelihood_accuracy(tmp_path):
+    # Two steps: the adapter does not answer with labels yet (greedy accuracy 0), but its likeliest labels score.
+    adapter = AdapterRef.of(trained(tmp_path, "lora", rows=16, steps=2, learning_rate=5e-3), "lora")
+    test = write_table(
+        ticket_rows(24, skip=200).assign(labelled=True).reset_index(drop=True), tmp_path / "test.parquet"
+    )
+    settings = settings_for(tmp_path).model_copy(update={"task": TaskConfig(labels=LABELS, label_scoring="likelihood")})
+    evaluation = EvaluationSettings.model_validate(settings.model_dump(exclude={"export"}))
+    evaluated = evaluate_final_model.fn(adapter, test, evaluation)
+    greedy, likelihood = (evaluated.result.finetuned[name] for name in ("accuracy", "likelihood_accuracy"))
+    assert (greedy, likelihood) == (0.0, LIKELIHOOD_ACCURACY)
+    result = export_builds.fn(adapter, evaluated, settings)
+    adapter_build, merged, _ = result.builds
+    # The merged build's likeliest labels are the adapter's: scored the same way, it loses nothing (by greedy
+    # answers it would have been held to 0.0).
+    assert (result.task_metric, adapter_build.task_metric) == ("likelihood_accuracy", likelihood)
+    assert (merged.task_metric, merged.metric_drop, merged.registrable) == (likelihood, 0.0, True)
+    assert merged.reason == (
+        f"likelihood_accuracy {likelihood:.3f} vs adapter {likelihood:.3f} (drop +0.000, within "
         "export.max_metric_drop 0.010)"
     )
 
