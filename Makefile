@@ -48,9 +48,10 @@ test: base
 
 # The fast loop: everything but whole-DAG runs, stage tests that train a model (tests/tasks/test_{train,evaluate,
 # export,register,base_model}.py), real-process tests and services, on 2 pytest-xdist workers with one torch thread
-# each, idle workers stealing queued tests (319 tests, 66 s of pytest here on 2026-12-03, 73 s with start-up; of
-# each worker's time ~20 s is importing torch, transformers, MLflow and Prefect to collect and ~13 s starting its
-# Prefect server; 2 workers with torch's default 2 threads each oversubscribe the cores: 147 s for 55 s).
+# each, idle workers stealing queued tests (392 tests; 2026-12-04, same hour, same tests: 60.1 s before, 52.9 s with
+# one Prefect server for both workers started before them, and no Prefect import in the controller, see
+# tests/conftest.py; on a slow hour 93 s and 68 s). Of each worker's time ~20 s is importing torch, transformers,
+# MLflow and Prefect to collect; 2 workers with torch's default 2 threads each oversubscribe the cores.
 test-fast: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist worksteal
 

@@ -61,9 +61,14 @@ def run_and_read_states(config) -> tuple[dict, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_state(tmp_path_factory):
     home = tmp_path_factory.mktemp("demo-home")
-    return run_and_read_states(demo_config(home))[0]
+    return prepare_data(demo_config(home), return_state=True)
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_state):
+    return data_summary(demo_state.result())
 
 
 def test_demo_counts_equal_what_the_generator_planted(demo_run):
@@ -103,12 +108,17 @@ def test_data_docs_site_is_built(demo_run):
     assert Path(demo_run["validation"]["data_docs"]).is_file()
 
 
-def test_the_run_publishes_a_table_artifact_with_the_accounting(demo_run):
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+def test_the_run_publishes_a_table_artifact_with_the_accounting(demo_state):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
+    # Filtered by this run: the session's Prefect server also serves the other pytest-xdist worker's runs.
+    this_run = ArtifactFilterFlowRunId(any_=[demo_state.state_details.flow_run_id])
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["data-report"])))
-    table = json.loads(artifacts[-1].data)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["data-report"]), flow_run_id=this_run)
+        )
+    [artifact] = artifacts
+    table = json.loads(artifact.data)
     rows = {(row["section"], row["item"]): row["value"] for row in table}
     assert rows[("rows", "rows_read")] == 3766
     assert rows[("rows", "near_duplicates")] == 45
