@@ -28,7 +28,8 @@ from tunegate.cli import run_cli
 from tunegate.config.pipeline import PipelineConfig
 from tunegate.registry.versions import lineage_tags
 from tunegate.reporting.finetuned import BaseDescription, FinetuneResult
-from tunegate.reporting.report import finetune_summary, publish_finetune_artifact, render_finetune_report
+from tunegate.reporting.markdown import publish_finetune_artifact
+from tunegate.reporting.report import finetune_summary, render_finetune_report
 from tunegate.runtime.runners import flow_with_task_runner
 from tunegate.runtime.stages import StageLog
 from tunegate.runtime.tracking import fail_pipeline_run, open_pipeline_run

@@ -5,144 +5,14 @@ from __future__ import annotations
 
 import math
 
-from tests.fixtures.data import stages
-from tests.fixtures.registry import candidate
+from tests.fixtures.finetune_result import finetune_result
 from tests.fixtures.runs import FULL_KEYS, lookup
-from tunegate.core.refs import TableRef
-from tunegate.data.accounting import balanced_row_counts
-from tunegate.data.prepared import PreparedData
-from tunegate.data.results import SourceFingerprint
-from tunegate.evaluation.results import BaselineResult, EvalResult, EvaluationOutput
-from tunegate.registry.results import ExportedBuild, ExportResult, RegistryResult
-from tunegate.reporting.finetuned import BaseDescription, FinetuneResult
+from tunegate.evaluation.results import BaselineResult
 from tunegate.reporting.report import finetune_summary, number, render_finetune_report
-from tunegate.runtime.stages import StageLog
-from tunegate.runtime.tracking import TrackingRef
-from tunegate.sweep.results import SweepResult
 
 DATA_KEYS = ["status", "data.rows_read", "data.quarantined", "data.exact_duplicates", "data.near_duplicates"]
 DATA_KEYS += ["data.train", "data.val", "data.test", "data.test_train_near_duplicates", "validation.success"]
 DATA_KEYS += ["validation.data_docs", "timings", "cache_hits"]
-
-
-def scored_baseline(table: TableRef) -> BaselineResult:
-    """A baseline that got 6 of the 8 rows: 0.125 below the tuned model's 7."""
-    return BaselineResult(
-        train_rows=30,
-        rows=8,
-        vocabulary_size=120,
-        accuracy=0.75,
-        macro_f1=0.7,
-        delta=0.125,
-        delta_ci95=(-0.125, 0.375),
-        predictions=table,
-        vocabulary=table,
-        scores=[1.0] * 6 + [0.0] * 2,
-    )
-
-
-def finetune_result(tmp_path, tuned_accuracy: float = 0.875, baseline: BaselineResult | None = None) -> FinetuneResult:
-    ingested, validated, deduped, split = stages()
-    data = PreparedData(
-        pinned=[SourceFingerprint(path="a.jsonl", fingerprint="f" * 64, bytes=10)],
-        ingested=ingested,
-        validated=validated,
-        deduped=deduped,
-        split=split,
-        counts=balanced_row_counts(ingested, validated, deduped, split),
-        timings={"ingest": 1.0},
-        cache_hits=["ingest"],
-    )
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    trained = candidate(str(adapter))
-    sweep = SweepResult(
-        study_name="demo-abc",
-        storage="postgresql://tune:s3cret@db/optuna",
-        objective="accuracy",
-        direction="maximize",
-        n_trials=3,
-        n_pruned=1,
-        best_params={"lora_r": 8, "learning_rate": 0.002},
-        best_value=0.9,
-        trial_steps_total=40,
-        chosen={
-            "number": 2,
-            "params": {"lora_r": 8, "learning_rate": 0.002},
-            "result": trained.result,
-            "adapter": trained.adapter,
-            "mlflow_run_id": "trial-run",
-        },
-        trials_run=2,
-    )
-    evaluation = EvalResult(
-        task_metric="accuracy",
-        rows=8,
-        base={"accuracy": 0.25, "loss": 2.0},
-        finetuned={"accuracy": tuned_accuracy, "loss": 0.5},
-        delta=tuned_accuracy - 0.25,
-        delta_ci95=(0.25, 1.0),
-        examples=[],
-        per_label_f1={"billing": 1.0},
-    )
-    table = TableRef(path="/nowhere/t.parquet", fingerprint="0" * 64, rows=8)
-    return FinetuneResult(
-        base=BaseDescription(configured="demo/base_model", path="demo/base_model"),
-        data=data,
-        sweep=sweep,
-        trained=trained,
-        evaluated=EvaluationOutput(
-            result=evaluation, rows=table, scores=table, baseline=baseline or scored_baseline(table)
-        ),
-        registered=RegistryResult(
-            model_name="support-demo",
-            version="1",
-            aliases=["champion"],
-            promoted=True,
-            reason="promoted: no champion yet",
-            model_uri="models:/support-demo@champion",
-        ),
-        exports=ExportResult(
-            task_metric="accuracy",
-            base_model="demo/base_model",
-            builds=[
-                ExportedBuild(
-                    name="adapter",
-                    task_metric=0.875,
-                    metric_drop=0.0,
-                    p50_ms=40.0,
-                    p95_ms=52.5,
-                    size_mb=9.43,
-                    reason="the adapter as evaluated",
-                ),
-                ExportedBuild(
-                    name="merged",
-                    task_metric=0.875,
-                    metric_drop=0.0,
-                    p50_ms=25.0,
-                    p95_ms=30.0,
-                    size_mb=9.01,
-                    registrable=True,
-                    reason="registered as v2 (champion-merged): …",
-                    version="2",
-                    alias="champion-merged",
-                ),
-                ExportedBuild(
-                    name="int8",
-                    quantization="int8_dynamic",
-                    task_metric=0.75,
-                    metric_drop=0.125,
-                    p50_ms=20.0,
-                    p95_ms=24.0,
-                    size_mb=5.29,
-                    reason="accuracy 0.750 vs adapter 0.875 (drop +0.125, beyond export.max_metric_drop 0.010)",
-                ),
-            ],
-        ),
-        tracking=TrackingRef(uri="sqlite:///m.db", experiment_id="1", parent_run_id="parent"),
-        stages=StageLog(str(tmp_path), timings={"ingest": 1.0, "sweep": 9.0}, cache_hits=["ingest"]),
-    )
 
 
 def missing_contract_keys(summary: dict) -> list[str]:
@@ -163,28 +33,12 @@ def test_the_summary_is_rendered_from_the_typed_results(tmp_path):
     assert summary["train"]["adapter_dir"] == str(tmp_path / "adapter")
     assert summary["train"]["adapter_fingerprint"] == result.trained.adapter.fingerprint
     assert summary["eval"]["delta_ci95"] == [0.25, 1.0]
-    assert summary["mlflow"]["params"] == {
-        "lora_r": 8,
-        "learning_rate": 0.002,
-        "method": "lora",
-        "max_steps": 4,
-        "sweep_trials": 3,
-        "objective": "accuracy",
-        "candidate": "trial 0",
-    }
-    assert summary["mlflow"]["metrics"] == {
-        "val_loss": 1.0,
-        "accuracy": 0.875,
-        "base_accuracy": 0.25,
-        "delta_accuracy": 0.625,
-        "tokens_per_second": 10.0,
-        "trainable_parameters": 1000.0,
-        "baseline_accuracy": 0.75,
-        "baseline_macro_f1": 0.7,
-        "delta_over_baseline": 0.125,
-        "delta_over_baseline_ci95_low": -0.125,
-        "delta_over_baseline_ci95_high": 0.375,
-    }
+    # What the parent MLflow run logs, as it logs it (their values: tests/tunegate/reporting/test_finetuned.py).
+    assert (summary["mlflow"]["params"], summary["mlflow"]["metrics"]) == (
+        result.mlflow_params(),
+        result.mlflow_metrics(),
+    )
+    assert len(summary["mlflow"]["params"]) == 7 and len(summary["mlflow"]["metrics"]) == 11
     assert summary["eval"]["baseline"] == {
         "model": "tfidf-logreg",
         "train_rows": 30,
