@@ -1,6 +1,6 @@
 """Training methods side by side: the whole pipeline on the demo data once per `train.method`.
 
-python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning] [--update] [--config CONFIG]
+python -m bench.methods [--methods lora full prompt_tuning prefix_tuning p_tuning dpo] [--update] [--config CONFIG]
 
 `--update` replaces only the rows of the methods run in the committed results (one method measured again alone).
 Run it with nothing else on the machine: the tokens/s column is the chosen trial's, and a second process on two
@@ -9,8 +9,10 @@ cores halves it.
 Each method runs `python -m flows.finetune --config <config>` (deployments/demo_tiny.yaml, the toy base, unless
 `--config` names another: deployments/demo.yaml trains SmolLM2) in a fresh process with a fresh home and the config's
 data, budget, sweep and evaluation (written under the table, `run_notes`). LoRA keeps the config's learning-rate
-range; every other method searches its own default range (`tunegate.config.sweep.LEARNING_RATE_RANGES`). Exports are
-off (they are measured by the pipeline's own report).
+range; every other method searches its own default range (`tunegate.config.sweep.LEARNING_RATE_RANGES`). `dpo` is
+LoRA trained by DPO on the demo's preference pairs instead of the config's data (`DPO_OVERRIDES`), from the same base:
+its task metric is preference accuracy, in its own column. Exports are off (they are measured by the pipeline's own
+report).
 
 Reported per method: the registered model's test accuracy and the base's, the 95% interval of the gain, the mean
 loss on target tokens of the base and of the tuned model (teacher forcing, the same test rows), the drift from the
@@ -31,14 +33,35 @@ from typing import Any
 
 from bench.common import RESULTS, run_timed, target, write_results
 
-METHODS = ("lora", "full", "prompt_tuning", "prefix_tuning", "p_tuning")
+METHODS = ("lora", "full", "prompt_tuning", "prefix_tuning", "p_tuning", "dpo")
+DEFAULT_RANGE = ["sweep.learning_rate_min=null", "sweep.learning_rate_max=null"]
+# DPO learns from pairs, not labels: the demo's preference pairs (demo/data/preferences.jsonl, 657 of them), on the
+# same base and budget as the other rows, LoRA in DPO's default rate range (a tenth of LoRA's), trials judged on the
+# DPO loss of the val pairs. Its task metric is preference accuracy (the base, its own reference, scores 0.5).
+DPO_OVERRIDES = [
+    "train.objective=dpo",
+    "train.method=lora",
+    "data.sources=[{path: demo/data/preferences.jsonl}]",
+    "task.labels=null",
+    *DEFAULT_RANGE,
+]
+
+
+def method_overrides(method: str) -> list[str]:
+    """What one row changes in the config: the method, and its default rate range (LoRA keeps the config's).
+
+    >>> method_overrides("lora"), method_overrides("full")[1:]
+    (['train.method=lora'], ['sweep.learning_rate_min=null', 'sweep.learning_rate_max=null'])
+    """
+    if method == "dpo":
+        return DPO_OVERRIDES
+    return [f"train.method={method}", *([] if method == "lora" else DEFAULT_RANGE)]
 
 
 def run_method(method: str, home: Path, config: str = "deployments/demo_tiny.yaml") -> dict[str, Any]:
     """The pipeline with `method`; one result row from its summary."""
     summary_path = home / "summary.json"
-    default_range = [] if method == "lora" else ["sweep.learning_rate_min=null", "sweep.learning_rate_max=null"]
-    overrides = [f"home={home}", f"train.method={method}", "export.merged=false", "export.int8=false", *default_range]
+    overrides = [f"home={home}", *method_overrides(method), "export.merged=false", "export.int8=false"]
     command = [sys.executable, "-m", "flows.finetune", "--config", config]
     command += [part for override in overrides for part in ("--set", override)]
     seconds, _ = run_timed([*command, "--summary-out", str(summary_path)])
@@ -117,7 +140,8 @@ def run_notes(config: str) -> str:
     return (
         f"{config}: base {pipeline.model.base}, budget {budget} of {train.batch_size} rows, {sweep.n_trials} trials "
         f"({sweep.pruner}), {pipeline.eval.max_rows} test rows; LoRA in the config's rate range, the others in "
-        "their default ranges. Tokens/s are the chosen trial's, on this machine."
+        "their default ranges; dpo: LoRA trained by DPO on the demo's preference pairs, scored by preference "
+        "accuracy. Tokens/s are the chosen trial's, on this machine."
     )
 
 
