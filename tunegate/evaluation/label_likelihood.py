@@ -7,16 +7,20 @@ its answer format, and scores base and tuned alike. A label's score is the summe
 and the end-of-sequence token after them (the same target tokens training teaches: `label<eos>`), so a label that
 is a prefix of another is not favoured for being short.
 
-The prompt runs once per row and its key/value cache is repeated for every label (`batch_repeat_interleave`):
-rows x (prompt + labels x ~3 tokens) instead of rows x labels x (prompt + label), 6x less compute on a 6-label
-task, ~70x on a 77-label one. Models whose sequence the cache cannot continue (PEFT's virtual-token methods)
-score the full (prompt, label) rows instead. Evaluation needs the greedy answers too: `generations_and_label_logprobs`
-scores the labels on the cache `generate` leaves behind, so each prompt runs once for both (200 demo tickets on
-SmolLM2, 2 CPU cores: 97 s apart, 49 s together, the same answers and the same scores to the last bit).
+The prompt runs once per row; after it, the labels' tokens run as one prefix tree (`label_tree`: shared prefixes
+such as `billing-` fed once, each node attending to its prompt and its own ancestors through a custom attention
+mask): rows x (prompt + tree nodes) instead of rows x labels x (prompt + label). On the 42 support intents
+(SmolLM2, 32 prompts, 2 CPU cores) that is 155 tokens a prompt, and 12.9 s a batch against 43.1 s for the previous
+way, the prompt's cache repeated for each label (`batch_repeat_interleave`: 420 padded tokens a prompt, 42 copies
+of the cache), which stays for attention implementations that take no custom mask (flash attention). Models whose
+sequence the cache cannot continue (PEFT's virtual-token methods) score the full (prompt, label) rows instead.
+Evaluation needs the greedy answers too: `generations_and_label_logprobs` scores the labels on the cache `generate`
+leaves behind, so each prompt runs once for both (the same answers and the same scores to the last bit as apart).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,8 +118,17 @@ def generations_and_label_logprobs(
 
 
 def batch_label_logprobs(model: Any, tokenizer: Any, prompts: list[str], label_ids: list[list[int]]) -> torch.Tensor:
-    """(prompts, labels) log-probabilities for one batch: the prompts left-padded through the model once, their cache
-    repeated per label, every label's tokens scored in one more forward."""
+    """(prompts, labels) log-probabilities for one batch: the prompts left-padded through the model once, every
+    label's tokens scored in one more forward."""
+    first, cache, prompt_mask, pad = prompts_through_model(model, tokenizer, prompts)
+    return labels_after_prompts(model, first, cache, prompt_mask, label_ids, pad)
+
+
+def prompts_through_model(
+    model: Any, tokenizer: Any, prompts: list[str]
+) -> tuple[torch.Tensor, Any, torch.Tensor, int]:
+    """One left-padded forward of the prompts: the (prompts, vocab) log-distribution after each, their key/value
+    cache, the padding mask and the pad id."""
     import torch
 
     device = next(model.parameters()).device
@@ -131,15 +144,97 @@ def batch_label_logprobs(model: Any, tokenizer: Any, prompts: list[str], label_i
     )
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the distribution of each label's 1st token
     cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-    return labels_after_prompts(model, first, cache, prompt_mask, label_ids, pad)
+    return first, cache, prompt_mask, pad
 
 
 def labels_after_prompts(
     model: Any, first: torch.Tensor, cache: Any, prompt_mask: torch.Tensor, label_ids: list[list[int]], pad: int
 ) -> torch.Tensor:
     """(prompts, labels) log-probabilities given the prompts' cache (left-padded, `prompt_mask`) and `first`, the
-    (prompts, vocab) log-distribution after each prompt: the cache repeated per label, every label's tokens scored
-    in one more forward."""
+    (prompts, vocab) log-distribution after each prompt: every label's tokens scored in one more forward, as a token
+    tree where the attention implementation takes a custom mask, else on the cache repeated per label."""
+    mask_kind = tree_mask_kind(model)
+    if mask_kind is None:
+        return labels_on_repeated_cache(model, first, cache, prompt_mask, label_ids, pad)
+    return labels_on_token_tree(model, first, cache, prompt_mask, label_tree(label_ids), mask_kind)
+
+
+@dataclass(frozen=True)
+class LabelTree:
+    """The labels' target tokens as a prefix tree: each shared prefix is fed to the model once.
+
+    A node is a prefix of at least one label that is not a whole label; the model reads its last token and
+    predicts the next one of every label below it. The 42 support intents (`billing-…`, 7 to a family) are 281
+    target tokens, padded to 420 in a labels x longest grid, and 155 tree nodes."""
+
+    tokens: list[int]  # the token each node feeds
+    depths: list[int]  # how many tokens after the prompt each node sits (0: a label's first token)
+    sees: list[list[bool]]  # sees[i][j]: node j is node i or above it, so i attends to j
+    first_tokens: list[int]  # each label's first token, scored on the distribution after the prompt
+    scored: list[tuple[int, int, int]]  # (label, node, token): each later token of a label, predicted at a node
+
+
+def label_tree(label_ids: list[list[int]]) -> LabelTree:
+    """The prefix tree of `label_ids`; nodes sorted, so a node's ancestors come before it.
+
+    >>> tree = label_tree([[5, 7, 2], [5, 8, 2], [6, 2]])
+    >>> tree.tokens, tree.depths, tree.scored
+    ([5, 7, 8, 6], [0, 1, 1, 0], [(0, 0, 7), (0, 1, 2), (1, 0, 8), (1, 2, 2), (2, 3, 2)])
+    >>> tree.sees[1], tree.sees[3]
+    ([True, True, False, False], [False, False, False, True])
+    """
+    prefixes = sorted({tuple(ids[:k]) for ids in label_ids for k in range(1, len(ids))})
+    node = {prefix: i for i, prefix in enumerate(prefixes)}
+    return LabelTree(
+        tokens=[prefix[-1] for prefix in prefixes],
+        depths=[len(prefix) - 1 for prefix in prefixes],
+        sees=[[prefix[: len(other)] == other for other in prefixes] for prefix in prefixes],
+        first_tokens=[ids[0] for ids in label_ids],
+        scored=[
+            (label, node[tuple(ids[:k])], ids[k]) for label, ids in enumerate(label_ids) for k in range(1, len(ids))
+        ],
+    )
+
+
+def tree_mask_kind(model: Any) -> str | None:
+    """How this model's attention takes a custom (batch, 1, query, key) mask: SDPA as booleans, eager as additive
+    floats; None for the rest (flash attention takes no arbitrary mask), which score on a repeated cache instead."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return {"sdpa": "bool", "eager": "additive"}.get(implementation)
+
+
+def labels_on_token_tree(
+    model: Any, first: torch.Tensor, cache: Any, prompt_mask: torch.Tensor, tree: LabelTree, mask_kind: str
+) -> torch.Tensor:
+    """Every label scored in one forward of the tree's nodes after each prompt's cache: a node attends to its
+    prompt's real tokens and to its own ancestors, at the position it would hold after the prompt alone.
+
+    Against the cache repeated per label (42 labels, SmolLM2, 32 prompts of ~100 tokens, 2 CPU cores): 155 tokens
+    a prompt instead of 420 and no 42 copies of the cache."""
+    import torch
+
+    device, batch = prompt_mask.device, len(prompt_mask)
+    first_picked = first[:, tree.first_tokens]
+    if not tree.tokens:  # every label is a single token
+        return first_picked.cpu()
+    nodes = len(tree.tokens)
+    tokens = torch.tensor(tree.tokens, device=device).expand(batch, nodes)
+    positions = prompt_mask.sum(-1, keepdim=True) + torch.tensor(tree.depths, device=device)
+    sees = torch.tensor(tree.sees, device=device).expand(batch, 1, nodes, nodes)
+    mask = torch.cat([prompt_mask.bool()[:, None, None, :].expand(batch, 1, nodes, -1), sees], dim=-1)
+    if mask_kind == "additive":
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
+    logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache).logits
+    labels, at, token = (torch.tensor(column, device=device) for column in zip(*tree.scored, strict=True))
+    picked = logits[:, at, token].float() - torch.logsumexp(logits.float(), dim=-1)[:, at]
+    return first_picked.index_add(1, labels, picked).cpu()
+
+
+def labels_on_repeated_cache(
+    model: Any, first: torch.Tensor, cache: Any, prompt_mask: torch.Tensor, label_ids: list[list[int]], pad: int
+) -> torch.Tensor:
+    """The labels scored on the cache repeated per label, each label's tokens a row of one more forward."""
     import torch
 
     device = prompt_mask.device

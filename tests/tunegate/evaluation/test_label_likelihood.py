@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -14,6 +15,12 @@ from tunegate.evaluation.label_likelihood import (
     generations_and_label_logprobs,
     label_choices,
     label_logprobs,
+    label_target_ids,
+    label_tree,
+    labels_on_repeated_cache,
+    labels_on_token_tree,
+    prompts_through_model,
+    tree_mask_kind,
 )
 from tunegate.evaluation.scoring import generate
 from tunegate.lm.prompting import PromptFormat
@@ -29,9 +36,15 @@ ROWS = pd.DataFrame(
 )
 
 
-def toy_model_and_tokenizer():
+# Labels sharing tokens (the toy tokenizer: "billing-late" is billing, -, l, ate) and labels that are prefixes of
+# others: the prefix tree feeds 10 nodes where a labels x longest grid holds 25 tokens.
+FAMILY_LABELS = ["billing", "billing-late", "billing-double", "shipping-late", "shipping"]
+
+
+def toy_model_and_tokenizer(attention: str = "sdpa"):
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_pretrained(BASE_MODEL), AutoTokenizer.from_pretrained(BASE_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(BASE_MODEL, attn_implementation=attention)
+    return model, AutoTokenizer.from_pretrained(BASE_MODEL)
 
 
 def test_the_cached_prompt_path_scores_as_teacher_forcing_each_pair():
@@ -42,6 +55,32 @@ def test_the_cached_prompt_path_scores_as_teacher_forcing_each_pair():
     full = expanded_row_logprobs(model, tokenizer, prompt_format, ROWS, LABELS, batch_size=4)
     assert cached.shape == (3, 6)
     np.testing.assert_allclose(cached, full, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_labels_sharing_prefixes_score_as_teacher_forcing_each_pair(attention):
+    model, tokenizer = toy_model_and_tokenizer(attention)
+    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    tree = label_tree(label_target_ids(tokenizer, prompt_format, FAMILY_LABELS))
+    assert (len(tree.tokens), tree_mask_kind(model)) == (10, {"sdpa": "bool", "eager": "additive"}[attention])
+    cached = label_logprobs(model, tokenizer, prompt_format, ROWS, FAMILY_LABELS, batch_size=2)
+    full = expanded_row_logprobs(model, tokenizer, prompt_format, ROWS, FAMILY_LABELS, batch_size=4)
+    np.testing.assert_allclose(cached, full, rtol=0, atol=1e-3)
+
+
+def test_the_token_tree_and_the_repeated_cache_give_the_same_scores():
+    # The repeated cache serves attention implementations without custom masks (flash attention, not on CPU).
+    model, tokenizer = toy_model_and_tokenizer()
+    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    prompts = [prompt_format.format_row(row).prompt for row in ROWS.to_dict("records")]
+    label_ids = label_target_ids(tokenizer, prompt_format, FAMILY_LABELS)
+    with torch.no_grad():
+        first, cache, prompt_mask, pad = prompts_through_model(model, tokenizer, prompts)
+        tree = labels_on_token_tree(model, first, cache, prompt_mask, label_tree(label_ids), "bool")
+        first, cache, prompt_mask, pad = prompts_through_model(model, tokenizer, prompts)
+        repeated = labels_on_repeated_cache(model, first, cache, prompt_mask, label_ids, pad)
+    assert tree.shape == (3, 5)
+    torch.testing.assert_close(tree, repeated, rtol=0, atol=1e-4)
 
 
 def test_each_row_gets_its_likeliest_label():
