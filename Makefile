@@ -62,7 +62,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # Regenerate the committed demo dataset (seeded: the same bytes every time), and write the 42-label variant
-# (demo/data/fine_grained/, not committed) that deployments/support_fine.yaml reads.
+# (demo/data/fine_grained/, not committed) that deployments/support_fine.yaml (SmolLM2) and support_fine_tiny.yaml read.
 data: install
 	$(BIN)/python demo/make_support_dataset.py
 	$(BIN)/python demo/make_support_dataset.py --fine-grained demo/data/fine_grained

@@ -19,6 +19,8 @@ def test_the_fine_grained_variant_is_seeded_and_uses_the_configs_42_labels(tmp_p
     assert len(rows) == 2000 and rows["text"].is_unique
     config = load_config(REPO / "deployments" / "support_fine.yaml")
     assert config.task.labels == fine_grained_labels() and len(config.task.labels) == 42
+    tiny = load_config(REPO / "deployments" / "support_fine_tiny.yaml")
+    assert (tiny.task, tiny.data) == (config.task, config.data)
     assert set(rows["category"]) == set(config.task.labels)
     # Weights 1 / (1 + 0.05 i): expected 4.35% of rows for the first label, 1.43% for the last; 2000 rows add noise.
     shares = rows["category"].value_counts(normalize=True)

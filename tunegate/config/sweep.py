@@ -50,7 +50,7 @@ class SweepConfig(StrictModel):
     learning_rate_max: float | None = Field(
         default=None,
         gt=0.0,
-        description="Highest learning rate (log-uniform range); None: the method's default (lora 1e-2, full 1e-3, "
+        description="Highest learning rate (log-uniform range); None: the method's default (lora 1e-3, full 1e-3, "
         "prompt_tuning 3e-1, prefix_tuning 1e-1, p_tuning 1e-2; a tenth of it for train.objective dpo).",
     )
     objective: Literal["auto", "task_metric", "val_loss"] = Field(
