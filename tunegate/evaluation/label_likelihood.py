@@ -152,11 +152,20 @@ def labels_after_prompts(
 ) -> torch.Tensor:
     """(prompts, labels) log-probabilities given the prompts' cache (left-padded, `prompt_mask`) and `first`, the
     (prompts, vocab) log-distribution after each prompt: every label's tokens scored in one more forward, as a token
-    tree where the attention implementation takes a custom mask, else on the cache repeated per label."""
-    mask_kind = tree_mask_kind(model)
-    if mask_kind is None:
+    tree where the attention implementation takes a custom mask and the cache keeps every prompt token, else on
+    the cache repeated per label."""
+    mask_kind, tree = tree_mask_kind(model), label_tree(label_ids)
+    if mask_kind is None or not windows_hold(cache, prompt_mask.shape[1] + len(tree.tokens)):
         return labels_on_repeated_cache(model, first, cache, prompt_mask, label_ids, pad)
-    return labels_on_token_tree(model, first, cache, prompt_mask, label_tree(label_ids), mask_kind)
+    return labels_on_token_tree(model, first, cache, prompt_mask, tree, mask_kind)
+
+
+def windows_hold(cache: Any, length: int) -> bool:
+    """Whether every sliding-window layer of the cache (Gemma 3: 512 tokens on 5 layers of 6) still sees the first of
+    `length` tokens from the last: a layer past its window keeps only its last tokens, and a mask over all of them
+    would not fit it."""
+    windows = [getattr(layer, "sliding_window", None) for layer in getattr(cache, "layers", [])]
+    return all(length < window for window in windows if window)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig
 
 from tests.conftest import REPO
 from tunegate.evaluation.label_likelihood import (
@@ -21,6 +21,7 @@ from tunegate.evaluation.label_likelihood import (
     labels_on_token_tree,
     prompts_through_model,
     tree_mask_kind,
+    windows_hold,
 )
 from tunegate.evaluation.scoring import generate
 from tunegate.lm.prompting import PromptFormat
@@ -81,6 +82,35 @@ def test_the_token_tree_and_the_repeated_cache_give_the_same_scores():
         repeated = labels_on_repeated_cache(model, first, cache, prompt_mask, label_ids, pad)
     assert tree.shape == (3, 5)
     torch.testing.assert_close(tree, repeated, rtol=0, atol=1e-4)
+
+
+def test_a_sliding_window_model_scores_long_prompts_as_teacher_forcing():
+    # Gemma 3's sliding-window layers keep only their last `sliding_window` tokens: a tree masked over the whole
+    # prompt would not fit them, so prompts longer than the window score on the repeated cache. A random 2-layer
+    # Gemma 3 (one sliding layer, window 16) on the toy tokenizer: rows of 13 and 40+ prompt tokens, batched.
+    tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    prompt_format = PromptFormat.from_tokenizer(tokenizer)
+    rows = pd.concat([ROWS, ROWS.assign(prompt=ROWS["prompt"] * 4)], ignore_index=True)
+    cached = label_logprobs(model, tokenizer, prompt_format, rows, FAMILY_LABELS, batch_size=3)
+    full = expanded_row_logprobs(model, tokenizer, prompt_format, rows, FAMILY_LABELS, batch_size=5)
+    np.testing.assert_allclose(cached, full, rtol=0, atol=1e-4)
+    assert windows_hold(DynamicCache(config=config), 15) and not windows_hold(DynamicCache(config=config), 16)
 
 
 def test_each_row_gets_its_likeliest_label():
