@@ -41,6 +41,7 @@ demo-dpo: demo
 # tiny runs at 4 rows a step, 1,047 s of pytest from a fresh clone (`.ci/run`: 19 min 54 s with the install).
 # 2026-12-04, one Prefect server for the session and both workers (tests/conftest.py): 1,159 s of tests, 602 s of
 # pytest, `.ci/run` 11 min 21 s from a fresh clone (12 min 45 s when it also apt-installs Chromium); a fast hour.
+# Later the same day, 540 tests: 1,148 s of tests, 600 s of pytest, `.ci/run` 11 min 10 s from a fresh clone.
 # `make base` first: the suite trains the real default base, fetched by the command a user runs. The system packages
 # some tests start (PostgreSQL, Chromium) are installed where missing (scripts/system-packages, one line if it does).
 TEST_WORKERS ?= 2
