@@ -87,7 +87,8 @@ def test_the_token_tree_and_the_repeated_cache_give_the_same_scores():
 def test_a_sliding_window_model_scores_long_prompts_as_teacher_forcing():
     # Gemma 3's sliding-window layers keep only their last `sliding_window` tokens: a tree masked over the whole
     # prompt would not fit them, so prompts longer than the window score on the repeated cache. A random 2-layer
-    # Gemma 3 (one sliding layer, window 16) on the toy tokenizer: rows of 13 and 40+ prompt tokens, batched.
+    # Gemma 3 (one sliding layer, window 48) on the toy tokenizer: a batch of 13-24 prompt tokens (+ 10 tree nodes:
+    # the tree) and one of 41-129 (the repeated cache).
     tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL)
     torch.manual_seed(0)
     config = Gemma3TextConfig(
@@ -98,7 +99,7 @@ def test_a_sliding_window_model_scores_long_prompts_as_teacher_forcing():
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=16,
-        sliding_window=16,
+        sliding_window=48,
         layer_types=["sliding_attention", "full_attention"],
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -106,11 +107,11 @@ def test_a_sliding_window_model_scores_long_prompts_as_teacher_forcing():
     )
     model = Gemma3ForCausalLM(config).eval()
     prompt_format = PromptFormat.from_tokenizer(tokenizer)
-    rows = pd.concat([ROWS, ROWS.assign(prompt=ROWS["prompt"] * 4)], ignore_index=True)
+    rows = pd.concat([ROWS, ROWS.assign(prompt=ROWS["prompt"] * 8)], ignore_index=True)
     cached = label_logprobs(model, tokenizer, prompt_format, rows, FAMILY_LABELS, batch_size=3)
     full = expanded_row_logprobs(model, tokenizer, prompt_format, rows, FAMILY_LABELS, batch_size=5)
     np.testing.assert_allclose(cached, full, rtol=0, atol=1e-4)
-    assert windows_hold(DynamicCache(config=config), 15) and not windows_hold(DynamicCache(config=config), 16)
+    assert windows_hold(DynamicCache(config=config), 47) and not windows_hold(DynamicCache(config=config), 48)
 
 
 def test_each_row_gets_its_likeliest_label():
